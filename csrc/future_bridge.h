@@ -71,7 +71,6 @@ typedef struct GroupObject {
     PyObject *module;              /* strong */
     PyObject *pool;                /* strong: thrasks._core.Pool the tasks run on */
     PyObject *loop;                /* strong: the caller's loop; completions are delivered on it */
-    PyObject *drain_cb;            /* strong: bound self._drain, scheduled on `loop` once per batch */
     disp_inbox completions;        /* finished jobs waiting for _drain (items own a job reference) */
     int kind, mode;
     size_t num_threads;
@@ -84,6 +83,7 @@ typedef struct GroupObject {
     PyMutex lock;                  /* guards the undelivered-jobs list */
     PyObject *head;                /* first undelivered job (see JobData.prev/next) */
     atomic_int entered, exiting, aborting;
+    atomic_int loop_dead;          /* 1 once the caller's loop refused call_soon_threadsafe (closed) */
     /* caller-thread state used by the Python side of ThreadedTaskGroup (thrasks/_group.py) */
     PyObject *parent_task;         /* strong or NULL */
     PyObject *errors;              /* strong: list of exceptions raised by tasks */
@@ -95,6 +95,7 @@ typedef struct GroupObject {
     PyObject *results;             /* strong: list, one slot per coroutine */
     int return_exceptions;
     int gather_cancel_requested;
+    int outer_settled;             /* caller thread only: outer has its result */
     PyObject *weakreflist;
 } GroupObject;
 
@@ -116,8 +117,15 @@ void bridge_orphan_job(thrasks_state *st, PyObject *job);
  * shared queue. Takes over the message's reference to the group. */
 void bridge_orphan_serve(thrasks_state *st, GroupObject *group);
 
+/* Caller thread, scheduled by bridge_complete through loop.call_soon_threadsafe: deliver every
+ * finished job waiting in the group's completion queue. */
+PyObject *bridge_drain(PyObject *module, PyObject *group);
+
 extern PyType_Spec bridge_future_spec;
 extern PyType_Spec bridge_group_spec;
+
+/* _core.gather(coros, num_threads, return_exceptions, mode, pool): run a tuple of coroutines on
+ * the pool and return the (thrasks) future of the list of their results. */
 PyObject *bridge_gather(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

@@ -709,12 +709,15 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         }
     }
     thrasks_state *st = thrasks_state_of_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
     PoolObject *pool = (PoolObject *)type->tp_alloc(type, 0);
     if (pool == NULL) {
         return NULL;
     }
     pool->st = st;
-    pool->module = Py_NewRef(PyType_GetModuleByDef(type, PyModule_GetDef(PyType_GetModule(st->pool_type))));
+    pool->module = Py_NewRef(thrasks_module_of_type(type));
     pool->fork_generation = atomic_load_explicit(&st->fork_generation, memory_order_relaxed);
     pool->workers = PyMem_Calloc(THRASKS_MAX_THREADS, sizeof(WorkerObject *));
     if (pool->workers == NULL) {
@@ -908,7 +911,7 @@ static PyGetSetDef pool_getset[] = {
 };
 
 static PyMemberDef pool_members[] = {
-    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(PoolObject, weakreflist), Py_READONLY},
+    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(PoolObject, weakreflist), Py_READONLY, NULL},
     {NULL},
 };
 

@@ -28,14 +28,19 @@ typedef struct thrasks_state {
     PyObject *new_event_loop;           /* asyncio.new_event_loop (strong) */
     PyObject *iscoroutine;              /* asyncio.iscoroutine (strong) */
     PyObject *thread_type;              /* threading.Thread (strong) */
-    PyObject *base_cancel;              /* asyncio.Future.cancel, unbound: cancels without our override */
+    PyObject *base_cancel;              /* _asyncio.Future.cancel, unbound: cancels without our override */
+    PyObject *base_set_result;          /* _asyncio.Future.set_result, unbound (ours refuses callers) */
+    PyObject *base_set_exception;       /* _asyncio.Future.set_exception, unbound */
+    PyObject *base_done;                /* _asyncio.Future.done, unbound */
+    PyObject *get_running_loop;         /* asyncio.get_running_loop (strong) */
+    PyObject *drain_func;               /* module function _drain(group): scheduled on caller loops */
     /* interned method and keyword names */
     PyObject *s_call_soon, *s_call_soon_threadsafe, *s_add_done_callback, *s_cancel, *s_cancelled,
         *s_exception, *s_result, *s_set_result, *s_set_exception, *s_done, *s_loop, *s_name,
         *s_context, *s_add_reader, *s_remove_reader, *s_run_forever, *s_stop, *s_close,
         *s_run_until_complete, *s_shutdown_asyncgens, *s_shutdown_default_executor, *s_start,
         *s_join, *s_target, *s_daemon, *s_copy, *s_get_debug, *s_call_exception_handler,
-        *s_message, *s_exception_key;
+        *s_message, *s_exception_key, *s_task, *s_future, *s_close_coro;
     PyObject *kw_loop;                  /* ("loop",) */
     PyObject *kw_task;                  /* ("loop", "name", "context") */
     PyObject *kw_context;               /* ("context",) */
@@ -53,7 +58,13 @@ static inline void *msg_make(void *ptr, int tag) { return (void *)((uintptr_t)pt
 static inline int msg_tag(void *msg) { return (int)((uintptr_t)msg & MSG_TAG_MASK); }
 static inline void *msg_ptr(void *msg) { return (void *)((uintptr_t)msg & ~MSG_TAG_MASK); }
 
-/* Module state from an object whose type is one of ours (heap types made with our module). */
+/* The module definition (module.c): how heap types find their module, and so its state. */
+extern PyModuleDef thrasks_module;
+
+/* Module state from one of our heap types or a subclass of one (NULL with TypeError otherwise). */
 thrasks_state *thrasks_state_of_type(PyTypeObject *tp);
+
+/* The module object of one of our heap types or a subclass (borrowed). */
+PyObject *thrasks_module_of_type(PyTypeObject *tp);
 
 #endif

@@ -1,0 +1,100 @@
+"""The shared default WorkerPool, and pool lifetime: interpreter exit and fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+from . import _core
+
+__all__ = ["WorkerPool", "default_pool", "check_pool"]
+
+
+class WorkerPool(_core.WorkerPool):
+    """A pool of worker threads, each running its own asyncio event loop.
+
+    ``WorkerPool(num_threads=None)`` starts ``num_threads`` workers up front (none if None); the
+    pool grows on demand to the largest ``num_threads`` a group or gather asks of it, and every
+    group and gather given ``pool=`` reuses its threads. Without ``pool=``, thrasks uses a shared
+    default pool. Use it as a context manager, or call :meth:`shutdown`, to stop its threads:
+    running tasks are cancelled and their loops closed. Pools still running at interpreter exit
+    are shut down automatically.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        _all_pools.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "running"
+        return f"<thrasks.WorkerPool {state} threads={self.size}>"
+
+_lock = threading.Lock()
+_default: WorkerPool | None = None
+# Every pool ever made, so interpreter exit can stop them all (weak: a pool nobody references
+# shuts itself down when it is collected).
+_all_pools: weakref.WeakSet[_core.WorkerPool] = weakref.WeakSet()
+# Pools inherited from the parent after os.fork(): their threads do not exist in the child and
+# their loops cannot be closed there, so they are kept, unused, for the child's lifetime.
+_inherited: list[object] = []
+_EXIT_JOIN_TIMEOUT = 10.0
+
+
+def default_pool() -> WorkerPool:
+    """The pool groups and threaded_gather use when they are not given one.
+
+    It is created on first use and grows to the largest ``num_threads`` asked of it.
+    """
+    global _default
+    pool = _default
+    if pool is not None and not pool.closed:
+        return pool
+    with _lock:
+        if _default is None or _default.closed:
+            _default = WorkerPool()
+        return _default
+
+
+def check_pool(pool: object) -> WorkerPool:
+    if pool is None:
+        return default_pool()
+    if not isinstance(pool, WorkerPool):
+        raise TypeError(f"pool must be a thrasks.WorkerPool or None, got {type(pool).__name__}")
+    if pool.closed:
+        raise RuntimeError(
+            "this WorkerPool has been shut down; create a new WorkerPool "
+            "(or pass pool=None to use the default pool)"
+        )
+    return pool
+
+
+def _shutdown_all() -> None:
+    """Stop every pool before the interpreter finalizes (threading's atexit hook).
+
+    Running tasks are cancelled and given a bounded time to finish cancelling, so a task stuck
+    in blocking code cannot hang the exit.
+    """
+    pools = list(_all_pools)
+    for pool in pools:
+        pool.shutdown(wait=False)
+    current = threading.current_thread()
+    for pool in pools:
+        for thread in pool.threads:
+            if thread is not current:
+                thread.join(_EXIT_JOIN_TIMEOUT)
+
+
+def _after_fork_in_child() -> None:
+    global _default, _lock
+    _core._after_fork_child()
+    _inherited.extend(_all_pools)
+    _all_pools.clear()
+    _default = None
+    _lock = threading.Lock()
+
+
+threading._register_atexit(_shutdown_all)  # type: ignore[attr-defined]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
