@@ -109,9 +109,13 @@ static PyObject *list_snapshot(GroupObject *g)
 
 /* Ask the worker to cancel the job's task (see the state machine in future_bridge.h).
  * 0, or -1 with an exception set. */
-static int job_request_cancel(thrasks_state *st, PyObject *job, PyObject *msg)
+static int job_request_cancel(thrasks_state *st, PyObject *job, PyObject *msg, int defer)
 {
     JobData *jd = job_data(st, job);
+    if (defer) {
+        /* relaxed: published by the release half of the CAS to CANCEL_PENDING below */
+        atomic_store_explicit(&jd->cancel_deferred, 1, memory_order_relaxed);
+    }
     if (msg != NULL && msg != Py_None) {
         PyObject *expected = NULL;
         Py_INCREF(msg);
@@ -150,7 +154,7 @@ static int job_request_cancel(thrasks_state *st, PyObject *job, PyObject *msg)
 }
 
 /* Cancel every undelivered job of the group. Returns how many there were, or -1 on error. */
-static Py_ssize_t group_cancel_all(GroupObject *g, PyObject *msg)
+static Py_ssize_t group_cancel_all(GroupObject *g, PyObject *msg, int defer)
 {
     PyObject *jobs = list_snapshot(g);
     if (jobs == NULL) {
@@ -158,7 +162,7 @@ static Py_ssize_t group_cancel_all(GroupObject *g, PyObject *msg)
     }
     Py_ssize_t n = PyList_GET_SIZE(jobs);
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (job_request_cancel(g->st, PyList_GET_ITEM(jobs, i), msg) < 0) {
+        if (job_request_cancel(g->st, PyList_GET_ITEM(jobs, i), msg, defer) < 0) {
             Py_DECREF(jobs);
             return -1;
         }
@@ -195,7 +199,7 @@ static PyObject *future_cancel(PyObject *self, PyObject *const *args, Py_ssize_t
         if (jd->group == NULL) { /* not made by a group: behave like a plain asyncio.Future */
             return call2(st->base_cancel, self, msg);
         }
-        if (job_request_cancel(st, self, msg) < 0) {
+        if (job_request_cancel(st, self, msg, 0) < 0) {
             return NULL;
         }
         Py_RETURN_TRUE;
@@ -205,7 +209,7 @@ static PyObject *future_cancel(PyObject *self, PyObject *const *args, Py_ssize_t
     if (g == NULL || g->outer_settled) {
         Py_RETURN_FALSE;
     }
-    Py_ssize_t n = group_cancel_all(g, msg);
+    Py_ssize_t n = group_cancel_all(g, msg, 0);
     if (n < 0) {
         return NULL;
     }
@@ -470,7 +474,7 @@ static void taskgroup_account(GroupObject *g, PyObject *job, JobData *jd)
         /* like asyncio: abort the group, then cancel the parent task so its body stops waiting;
          * __aexit__ uncancels it. */
         atomic_store_explicit(&g->aborting, 1, memory_order_relaxed); /* read by create_task: advisory */
-        if (group_cancel_all(g, NULL) < 0) {
+        if (group_cancel_all(g, NULL, 1) < 0) {
             PyErr_WriteUnraisable(job);
         }
         g->parent_cancel_requested = 1;
@@ -871,7 +875,7 @@ static PyObject *group_abort(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     GroupObject *g = (GroupObject *)self;
     atomic_store_explicit(&g->aborting, 1, memory_order_relaxed); /* advisory, see create_task */
-    if (group_cancel_all(g, NULL) < 0) {
+    if (group_cancel_all(g, NULL, 0) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1126,7 +1130,7 @@ PyObject *bridge_gather(PyObject *module, PyObject *const *args, Py_ssize_t narg
             for (Py_ssize_t k = i; k < n; k++) {
                 close_coro(st, PyTuple_GET_ITEM(coros, k));
             }
-            (void)group_cancel_all(g, NULL);
+            (void)group_cancel_all(g, NULL, 0);
             PyErr_SetRaisedException(exc);
             goto fail;
         }

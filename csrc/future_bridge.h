@@ -53,6 +53,9 @@ typedef struct JobData {
                                       on the completion queue (the queue's release/acquire hands it over) */
     _Atomic(PyObject *) cancel_msg; /* strong or NULL: first message given to cancel() */
     _Atomic int state;             /* JOB_* above */
+    atomic_int cancel_deferred;    /* a CANCEL_PENDING job is cancelled after its first step (the
+                                      group aborts because a sibling failed: like asyncio, tasks
+                                      already created still start) rather than before it */
     int outcome_kind;              /* OUTCOME_*; same hand-off as outcome */
     int role;                      /* ROLE_*; fixed at creation */
     Py_ssize_t index;              /* position in threaded_gather's results */

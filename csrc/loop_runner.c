@@ -138,6 +138,23 @@ static void cancel_task(thrasks_state *st, PyObject *task, PyObject *msg)
     Py_XDECREF(r);
 }
 
+/* Worker thread: `task.cancel(msg)` from the next loop iteration, after the task's first step
+ * (scheduled when it was created) has run. */
+static void cancel_task_soon(WorkerObject *w, PyObject *task, PyObject *msg)
+{
+    PyObject *cancel = PyObject_GetAttr(task, w->st->s_cancel);
+    PyObject *args[3] = {w->loop, cancel, msg};
+    PyObject *r = cancel ? PyObject_VectorcallMethod(w->st->s_call_soon, args,
+                                                     (msg ? 3 : 2) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                         : NULL;
+    if (r == NULL) {
+        PyErr_WriteUnraisable(task);
+        cancel_task(w->st, task, msg);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(cancel);
+}
+
 /* Worker thread: start the job's coroutine as a Task on this loop. Takes the message's job ref. */
 static void start_job(WorkerObject *w, PyObject *job)
 {
@@ -178,7 +195,14 @@ static void start_job(WorkerObject *w, PyObject *job)
      * acquire on failure makes the cancel message written before CANCEL_PENDING visible. */
     if (!atomic_compare_exchange_strong_explicit(&jd->state, &expected, JOB_RUNNING,
                                                  memory_order_acq_rel, memory_order_acquire)) {
-        cancel_task(st, task, atomic_load_explicit(&jd->cancel_msg, memory_order_acquire));
+        PyObject *msg = atomic_load_explicit(&jd->cancel_msg, memory_order_acquire);
+        /* relaxed: ordered by the acquire on the failed CAS (the flag is set before CANCEL_PENDING) */
+        if (atomic_load_explicit(&jd->cancel_deferred, memory_order_relaxed)) {
+            cancel_task_soon(w, task, msg);
+        }
+        else {
+            cancel_task(st, task, msg);
+        }
         /* release: pairs with the acquire load in job_request_cancel (task/worker visible). */
         atomic_store_explicit(&jd->state, JOB_RUNNING, memory_order_release);
     }
@@ -356,33 +380,22 @@ static PyObject *worker_task_done(PyObject *op, PyObject *task)
         return NULL; /* not ours (cannot happen) or error */
     }
     JobData *jd = job_data(st, job);
-    int kind;
-    PyObject *outcome = NULL;
-    PyObject *r = PyObject_CallMethodNoArgs(task, st->s_cancelled);
-    if (r == NULL) {
+    /* One call in the common case: result() returns the value, or raises the task's exception
+     * (which also marks it retrieved: the caller's side reports it) or CancelledError. */
+    int kind = OUTCOME_RESULT;
+    PyObject *r = NULL;
+    PyObject *outcome = PyObject_CallMethodNoArgs(task, st->s_result);
+    if (outcome == NULL) {
         kind = OUTCOME_EXCEPTION;
         outcome = PyErr_GetRaisedException();
-    }
-    else if (r == Py_True) {
-        kind = OUTCOME_CANCELLED;
-    }
-    else {
-        /* exception() also marks the exception retrieved: the caller's side reports it. */
-        outcome = PyObject_CallMethodNoArgs(task, st->s_exception);
-        if (outcome == NULL) {
-            kind = OUTCOME_EXCEPTION;
-            outcome = PyErr_GetRaisedException();
-        }
-        else if (outcome != Py_None) {
-            kind = OUTCOME_EXCEPTION;
-        }
-        else {
-            Py_DECREF(outcome);
-            kind = OUTCOME_RESULT;
-            outcome = PyObject_CallMethodNoArgs(task, st->s_result);
-            if (outcome == NULL) {
-                kind = OUTCOME_EXCEPTION;
-                outcome = PyErr_GetRaisedException();
+        if (PyErr_GivenExceptionMatches(outcome, st->cancelled_error)) {
+            r = PyObject_CallMethodNoArgs(task, st->s_cancelled);
+            if (r == Py_True) {
+                kind = OUTCOME_CANCELLED;
+                Py_CLEAR(outcome);
+            }
+            else if (r == NULL) {
+                PyErr_WriteUnraisable(task);
             }
         }
     }
