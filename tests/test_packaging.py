@@ -85,16 +85,41 @@ def _meson_version() -> str:
     return match.group(1)
 
 
+def _uncommitted() -> list[str]:
+    """Changes in the work tree that the sdist (git HEAD) will not have."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--",
+                          "csrc", "thrasks", "tests", "docs", "meson.build", "meson.options",
+                          "pyproject.toml", "README.md", "LICENSE"],
+                         cwd=REPO, text=True, stdout=subprocess.PIPE).stdout
+    return out.splitlines()
+
+
+_built: dict[str, object] = {}
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """`python -m build`: the sdist, then the wheel built from that sdist."""
-    out = tmp_path_factory.mktemp("dist")
-    isolation = ["--no-isolation"] if importlib.util.find_spec("mesonpy") else []
-    _run(sys.executable, "-m", "build", *isolation, "--outdir", out, REPO, cwd=out)
-    sdists = list(out.glob("thrasks-*.tar.gz"))
-    wheels = list(out.glob("thrasks-*.whl"))
-    assert len(sdists) == 1 and len(wheels) == 1, sorted(p.name for p in out.iterdir())
-    return {"sdist": sdists[0], "wheel": wheels[0]}
+    """`python -m build`: the sdist, then the wheel built from that sdist (built once, and a
+    failure is reported once, not rebuilt for every test)."""
+    if "error" in _built:
+        pytest.fail(str(_built["error"]), pytrace=False)
+    if "dist" not in _built:
+        out = tmp_path_factory.mktemp("dist")
+        isolation = ["--no-isolation"] if importlib.util.find_spec("mesonpy") else []
+        try:
+            _run(sys.executable, "-m", "build", *isolation, "--outdir", out, REPO, cwd=out)
+        except pytest.fail.Exception as exc:
+            dirty = _uncommitted()
+            note = ("\nNOTE: the sdist holds only what is committed; not committed:\n  "
+                    + "\n  ".join(dirty)) if dirty else ""
+            _built["error"] = f"python -m build failed{note}\n{exc}"
+        if "error" in _built:
+            pytest.fail(str(_built["error"]), pytrace=False)
+        sdists = list(out.glob("thrasks-*.tar.gz"))
+        wheels = list(out.glob("thrasks-*.whl"))
+        assert len(sdists) == 1 and len(wheels) == 1, sorted(p.name for p in out.iterdir())
+        _built["dist"] = {"sdist": sdists[0], "wheel": wheels[0]}
+    return _built["dist"]  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
