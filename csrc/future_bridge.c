@@ -331,8 +331,10 @@ void bridge_complete(thrasks_state *st, PyObject *job, int kind, PyObject *outco
     /* Written before the push: the completion queue's release/acquire hands them to _drain. */
     jd->outcome = outcome;
     jd->outcome_kind = kind;
-    /* acquire: pairs with the release store in bridge_drain's error path */
-    if (atomic_load_explicit(&g->loop_dead, memory_order_acquire)) {
+    /* acquire: pairs with the release store below (another worker found the loop closed);
+     * discarding: relaxed hint, see thrasks.h */
+    if (atomic_load_explicit(&g->loop_dead, memory_order_acquire) ||
+        atomic_load_explicit(&st->discarding, memory_order_relaxed)) {
         Py_DECREF(job);
         return;
     }

@@ -38,6 +38,13 @@ static PyObject *mod_after_fork_child(PyObject *module, PyObject *Py_UNUSED(igno
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_discard_completions(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    thrasks_state *st = PyModule_GetState(module);
+    atomic_store_explicit(&st->discarding, 1, memory_order_relaxed); /* see thrasks.h */
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"gather", (PyCFunction)(void (*)(void))mod_gather, METH_FASTCALL,
      "gather(coros, num_threads, return_exceptions, mode, pool)\n--\n\n"
@@ -46,6 +53,8 @@ static PyMethodDef module_methods[] = {
     {"_drain", mod_drain, METH_O, "Deliver a group's finished tasks (scheduled on the caller's loop)."},
     {"_after_fork_child", mod_after_fork_child, METH_NOARGS,
      "Mark every pool made before os.fork() as unusable in the child process."},
+    {"_discard_completions", mod_discard_completions, METH_NOARGS,
+     "Interpreter exit: drop task outcomes instead of delivering them to caller loops."},
     {NULL},
 };
 
@@ -156,6 +165,7 @@ static int module_exec(PyObject *m)
         return -1;
     }
     atomic_init(&st->fork_generation, 0);
+    atomic_init(&st->discarding, 0);
     return 0;
 }
 

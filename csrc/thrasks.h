@@ -48,6 +48,11 @@ typedef struct thrasks_state {
      * threads are gone. Relaxed is enough: only the child's single thread writes it, before any
      * other thread exists in the child. */
     atomic_ulong fork_generation;
+    /* Set at interpreter exit (thrasks/_pool.py's atexit hook) before the pools are shut down:
+     * only daemon threads can still be waiting for results then, and they are about to be
+     * frozen, so outcomes are dropped instead of being delivered (no CancelledError noise from
+     * threads that are going away). Relaxed: a hint; a delivery racing with it is harmless. */
+    atomic_int discarding;
 } thrasks_state;
 
 /* ---- inbox messages: tagged pointers (objects are at least 8-byte aligned, so 2 tag bits are free) ---- */

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import time
 import weakref
 
 from . import _core
@@ -39,7 +41,7 @@ _all_pools: weakref.WeakSet[_core.WorkerPool] = weakref.WeakSet()
 # Pools inherited from the parent after os.fork(): their threads do not exist in the child and
 # their loops cannot be closed there, so they are kept, unused, for the child's lifetime.
 _inherited: list[object] = []
-_EXIT_JOIN_TIMEOUT = 10.0
+_EXIT_JOIN_TIMEOUT = 5.0  # seconds, for all pools together
 
 
 def default_pool() -> WorkerPool:
@@ -71,19 +73,24 @@ def check_pool(pool: object) -> WorkerPool:
 
 
 def _shutdown_all() -> None:
-    """Stop every pool before the interpreter finalizes (threading's atexit hook).
+    """Stop every pool before the interpreter finalizes (an atexit hook).
 
-    Running tasks are cancelled and given a bounded time to finish cancelling, so a task stuck
-    in blocking code cannot hang the exit.
+    atexit hooks run after the interpreter has joined every non-daemon thread, so only daemon
+    threads can still be waiting for results; like any daemon thread they are about to be
+    frozen, so their outcomes are dropped rather than delivered. Running tasks are cancelled on
+    their workers and given a bounded time to finish cancelling, so a task stuck in blocking
+    code cannot hang the exit.
     """
+    _core._discard_completions()
     pools = list(_all_pools)
     for pool in pools:
         pool.shutdown(wait=False)
     current = threading.current_thread()
+    deadline = time.monotonic() + _EXIT_JOIN_TIMEOUT
     for pool in pools:
         for thread in pool.threads:
             if thread is not current:
-                thread.join(_EXIT_JOIN_TIMEOUT)
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _after_fork_in_child() -> None:
@@ -95,6 +102,6 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
 
 
-threading._register_atexit(_shutdown_all)  # type: ignore[attr-defined]
+atexit.register(_shutdown_all)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
