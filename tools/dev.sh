@@ -191,6 +191,15 @@ step_pytest_gil() {
 
 step_compile_check_3_14() { "$repo/tools/compile_check.sh"; }
 
+# tools_venv: the venv for the tooling steps (mypy, docs): the GIL interpreter's where there is
+# one (mypy and the docs tools publish wheels for it, not always for the free-threaded ABI), else
+# the free-threaded one. Sets $venv, $py and $tools_kind.
+tools_venv() {
+    tools_kind=ft
+    if "$repo/tools/python.sh" gil >/dev/null 2>&1; then tools_kind=gil; fi
+    ensure_venv "$tools_kind"
+}
+
 # mypy --strict runs once the package declares itself typed (thrasks/py.typed).
 MYPY_TARGETS=(thrasks)
 step_mypy() {
@@ -198,14 +207,15 @@ step_mypy() {
         skip "thrasks/py.typed does not exist yet"
         return 0
     fi
-    ensure_venv ft
-    pip_extra ft mypy "" mypy
+    tools_venv
+    pip_extra "$tools_kind" mypy "" mypy
     cd "$repo"
     "$py" -m mypy --strict "${MYPY_TARGETS[@]}"
 }
 
 # The strict docs build runs once a docs configuration exists: MkDocs (mkdocs.yml or
 # docs/mkdocs.yml) or Sphinx (docs/conf.py), with docs/requirements.txt when there is one.
+# thrasks itself is installed in that venv too, for tools that import it.
 step_docs() {
     local cfg found="" key="" reqs=()
     for cfg in mkdocs.yml docs/mkdocs.yml docs/conf.py; do
@@ -215,7 +225,8 @@ step_docs() {
         skip "no docs configuration (mkdocs.yml, docs/mkdocs.yml or docs/conf.py) yet"
         return 0
     fi
-    ensure_venv ft
+    tools_venv
+    (cd / && "$py" -P -c 'import thrasks' 2>/dev/null) || install_thrasks "$tools_kind" debugoptimized
     if [ -f "$repo/docs/requirements.txt" ]; then
         reqs=(-r "$repo/docs/requirements.txt")
         key=$(sha256sum < "$repo/docs/requirements.txt")
@@ -224,12 +235,12 @@ step_docs() {
     case "$found" in
         *mkdocs.yml)
             [ ${#reqs[@]} -gt 0 ] || reqs=(mkdocs)
-            pip_extra ft docs "$key" "${reqs[@]}"
+            pip_extra "$tools_kind" docs "$key" "${reqs[@]}"
             "$py" -m mkdocs build --strict -f "$found" -d "$repo/build/site"
             ;;
         docs/conf.py)
             [ ${#reqs[@]} -gt 0 ] || reqs=(sphinx)
-            pip_extra ft docs "$key" "${reqs[@]}"
+            pip_extra "$tools_kind" docs "$key" "${reqs[@]}"
             "$py" -m sphinx -W --keep-going -b html docs "$repo/build/site"
             ;;
     esac
