@@ -261,6 +261,8 @@ summary() {
 cmd_test() {
     local s t0 rc selected=" ${THRASKS_STEPS:-${steps[*]}} "
     pytest_args=("$@")
+    # PYTHON_GIL=0 would hide an extension that re-enables the GIL on import.
+    unset PYTHON_GIL
     trap summary EXIT
     for s in "${steps[@]}"; do
         if [[ "$selected" != *" $s "* ]]; then
