@@ -9,7 +9,7 @@ import threading
 from collections.abc import Coroutine
 from contextvars import Context
 from types import TracebackType
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, Self, TypeVar, final
 
 _T = TypeVar("_T")
 
@@ -51,7 +51,7 @@ class Worker:
 class WorkerPool:
     """The C core of :class:`thrasks.WorkerPool`."""
 
-    def __new__(cls, num_threads: int | None = None) -> WorkerPool: ...
+    def __new__(cls, num_threads: int | None = None) -> Self: ...
     def shutdown(self, wait: bool = True) -> None:
         """Stop the workers: their running tasks are cancelled and their loops closed.
 
@@ -60,7 +60,7 @@ class WorkerPool:
         """
     def ensure(self, num_threads: int, /) -> None:
         """Start workers until the pool has at least ``num_threads`` of them."""
-    def __enter__(self) -> WorkerPool: ...
+    def __enter__(self) -> Self: ...
     def __exit__(
         self,
         et: type[BaseException] | None,
@@ -106,8 +106,9 @@ class Group:
                 a copy of the caller's current context, as :func:`asyncio.create_task` does.
 
         Returns:
-            An :class:`asyncio.Future` of the coroutine's result; ``cancel()`` on it requests
-            cancellation of the coroutine (like :meth:`asyncio.Task.cancel`).
+            The future of the coroutine's result, an asyncio.Future bound to the caller's loop.
+                Its ``cancel()`` requests cancellation of the coroutine on its worker, like
+                :meth:`asyncio.Task.cancel`.
 
         Raises:
             RuntimeError: The group has not been entered, is finished, or is shutting down
