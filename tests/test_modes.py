@@ -1,0 +1,191 @@
+"""Scheduling modes: ROUND_ROBIN maps task k to worker k mod n; QUEUE lets idle workers take the
+next task from a shared queue. Every assertion here counts threads or tasks, none measures time."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import inspect
+import threading
+import time
+
+import pytest
+
+from thrasks import SchedulingMode, ThreadedTaskGroup, threaded_gather
+
+
+async def where():
+    await asyncio.sleep(0)
+    return threading.get_ident()
+
+
+def test_scheduling_mode_is_an_enum_with_two_members():
+    assert issubclass(SchedulingMode, enum.Enum)
+    assert {m.name for m in SchedulingMode} == {"ROUND_ROBIN", "QUEUE"}
+
+
+def test_round_robin_is_the_default_mode_of_groups():
+    assert inspect.signature(ThreadedTaskGroup).parameters["mode"].default is SchedulingMode.ROUND_ROBIN
+
+
+def test_round_robin_is_the_default_mode_of_gather():
+    assert inspect.signature(threaded_gather).parameters["mode"].default is SchedulingMode.ROUND_ROBIN
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3, 4, 6])
+async def test_round_robin_uses_exactly_num_threads_threads(pool, num_threads):
+    async with ThreadedTaskGroup(num_threads=num_threads, mode=SchedulingMode.ROUND_ROBIN, pool=pool) as tg:
+        futures = [tg.create_task(where()) for _ in range(5 * num_threads)]
+    assert len({f.result() for f in futures}) == num_threads
+
+
+@pytest.mark.parametrize("num_threads", [2, 3, 4])
+async def test_round_robin_sends_task_k_to_worker_k_mod_n(pool, num_threads):
+    async with ThreadedTaskGroup(num_threads=num_threads, mode=SchedulingMode.ROUND_ROBIN, pool=pool) as tg:
+        futures = [tg.create_task(where()) for _ in range(4 * num_threads)]
+    idents = [f.result() for f in futures]
+    assert len(set(idents[:num_threads])) == num_threads  # one full cycle over distinct workers
+    assert all(idents[k] == idents[k % num_threads] for k in range(len(idents)))
+
+
+async def test_round_robin_gives_every_worker_the_same_number_of_tasks(pool):
+    async with ThreadedTaskGroup(num_threads=4, mode=SchedulingMode.ROUND_ROBIN, pool=pool) as tg:
+        futures = [tg.create_task(where()) for _ in range(40)]
+    assert sorted(collections.Counter(f.result() for f in futures).values()) == [10, 10, 10, 10]
+
+
+async def test_round_robin_gather_uses_exactly_num_threads_threads(pool):
+    idents = await threaded_gather(
+        *(where() for _ in range(12)), num_threads=3, mode=SchedulingMode.ROUND_ROBIN, pool=pool
+    )
+    assert len(set(idents)) == 3
+
+
+async def test_round_robin_keeps_assigning_even_when_a_worker_is_blocked(pool):
+    """The contrast to QUEUE: task 0's worker is blocked, and it still gets every 2nd task."""
+    release = threading.Event()
+
+    async def blocker():
+        release.wait(timeout=30)
+        return threading.get_ident()
+
+    async with ThreadedTaskGroup(num_threads=2, mode=SchedulingMode.ROUND_ROBIN, pool=pool) as tg:
+        first = tg.create_task(blocker())
+        rest = [tg.create_task(where()) for _ in range(9)]
+        await asyncio.sleep(0.01)
+        release.set()
+    blocked = first.result()
+    assert sum(1 for f in rest if f.result() == blocked) == 4  # tasks 2, 4, 6, 8
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 4])
+async def test_queue_uses_at_most_num_threads_threads(pool, num_threads):
+    async with ThreadedTaskGroup(num_threads=num_threads, mode=SchedulingMode.QUEUE, pool=pool) as tg:
+        futures = [tg.create_task(where()) for _ in range(10 * num_threads)]
+    assert 1 <= len({f.result() for f in futures}) <= num_threads
+
+
+async def test_queue_gather_uses_at_most_num_threads_threads(pool):
+    idents = await threaded_gather(
+        *(where() for _ in range(30)), num_threads=3, mode=SchedulingMode.QUEUE, pool=pool
+    )
+    assert len(set(idents)) <= 3
+
+
+async def test_queue_gives_a_blocked_worker_fewer_tasks(pool):
+    """Uneven workload: task 0 blocks its thread (time.sleep) until the others are nearly done.
+    With a shared queue, the other worker takes the rest of the queue meanwhile."""
+    n_tasks = 40
+    slack = 5  # tasks the blocked worker may have taken before it blocked
+    done = 0
+    lock = threading.Lock()
+
+    async def slow():
+        deadline = time.monotonic() + 15  # hang guard only: a correct QUEUE mode never hits it
+        while time.monotonic() < deadline:
+            with lock:
+                if done >= n_tasks - 1 - slack:
+                    break
+            time.sleep(0.005)  # blocks the whole worker thread, not just this task
+        return threading.get_ident()
+
+    async def fast():
+        nonlocal done
+        await asyncio.sleep(0)
+        time.sleep(0.001)
+        with lock:
+            done += 1
+        return threading.get_ident()
+
+    async with ThreadedTaskGroup(num_threads=2, mode=SchedulingMode.QUEUE, pool=pool) as tg:
+        slow_future = tg.create_task(slow())
+        fast_futures = [tg.create_task(fast()) for _ in range(n_tasks - 1)]
+    slow_thread = slow_future.result()
+    per_thread = collections.Counter(f.result() for f in fast_futures)
+    on_slow = per_thread.pop(slow_thread, 0)
+    on_others = sum(per_thread.values())
+    assert on_slow < on_others
+    assert on_slow <= slack
+
+
+async def test_queue_lets_an_idle_worker_take_work_while_another_is_busy(pool):
+    """Two tasks that can only finish together (a barrier) need two workers taking from the queue."""
+    barrier = threading.Barrier(2, timeout=20)
+
+    async def meet():
+        barrier.wait()
+        return threading.get_ident()
+
+    async with ThreadedTaskGroup(num_threads=2, mode=SchedulingMode.QUEUE, pool=pool) as tg:
+        a = tg.create_task(meet())
+        b = tg.create_task(meet())
+    assert a.result() != b.result()
+
+
+async def test_queue_mode_with_siblings_spawned_from_workers(pool):
+    count = 0
+    lock = threading.Lock()
+
+    async with ThreadedTaskGroup(num_threads=3, mode=SchedulingMode.QUEUE, pool=pool) as tg:
+
+        async def leaf():
+            nonlocal count
+            with lock:
+                count += 1
+
+        async def spawner():
+            for _ in range(10):
+                tg.create_task(leaf())
+
+        for _ in range(10):
+            tg.create_task(spawner())
+    assert count == 100
+
+
+async def test_both_modes_give_the_same_results():
+    async def square(i):
+        await asyncio.sleep(0.001 * (i % 3))
+        return i * i
+
+    results = {}
+    for m in SchedulingMode:
+        async with ThreadedTaskGroup(num_threads=3, mode=m) as tg:
+            futures = [tg.create_task(square(i)) for i in range(30)]
+        results[m] = [f.result() for f in futures]
+    assert results[SchedulingMode.ROUND_ROBIN] == results[SchedulingMode.QUEUE] == [i * i for i in range(30)]
+
+
+async def test_two_groups_on_one_pool_do_not_interfere(pool, mode):
+    async def tagged(tag, i):
+        await asyncio.sleep(0)
+        return tag, i
+
+    async def one_group(tag):
+        async with ThreadedTaskGroup(num_threads=2, mode=mode, pool=pool) as tg:
+            futures = [tg.create_task(tagged(tag, i)) for i in range(50)]
+        return [f.result() for f in futures]
+
+    a, b = await asyncio.gather(one_group("a"), one_group("b"))
+    assert a == [("a", i) for i in range(50)]
+    assert b == [("b", i) for i in range(50)]
