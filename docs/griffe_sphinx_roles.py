@@ -31,7 +31,7 @@ class SphinxRoles(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         if pkg.name != "thrasks":
             return
-        public = set(pkg.exports or ())
+        public = {str(name) for name in pkg.exports or ()}
         for obj in _walk(pkg):
             if obj.docstring is not None:
                 obj.docstring.value = ROLE.sub(lambda m: _link(m, obj, public), obj.docstring.value)
@@ -66,7 +66,7 @@ def _link(match: re.Match[str], obj: griffe.Object, public: set[str]) -> str:
         ident = f"thrasks.{name}"
     else:
         cls = obj if obj.is_class else obj.parent
-        if cls is not None and cls.is_class and name in cls.all_members:  # type: ignore[attr-defined]
+        if cls is not None and cls.is_class and name in cls.all_members:
             owner = _public_class(cls, public)
             if owner is not None:
                 ident = f"{owner}.{name}"
