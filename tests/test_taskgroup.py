@@ -211,20 +211,41 @@ async def test_context_is_copied_when_create_task_is_called(mode):
     assert (first.result(), second.result()) == ("first", "second")
 
 
-async def test_task_runs_in_the_given_context(mode):
+async def test_task_sees_the_given_context(mode):
     ctx = contextvars.copy_context()
     ctx.run(request_id.set, "from-context-argument")
 
-    async def read_then_write():
-        seen = request_id.get()
-        request_id.set("written-by-task")
-        return seen
+    async def read():
+        return request_id.get()
 
     async with ThreadedTaskGroup(num_threads=2, mode=mode) as tg:
-        fut = tg.create_task(read_then_write(), context=ctx)
+        fut = tg.create_task(read(), context=ctx)
     assert fut.result() == "from-context-argument"
-    assert ctx[request_id] == "written-by-task"  # it ran IN ctx, not in a copy of it
     assert request_id.get() == "unset"
+
+
+async def test_task_runs_in_the_given_context_itself_like_asyncio(mode):
+    """asyncio.TaskGroup.create_task(context=ctx) runs the coroutine IN ctx (not in a copy):
+    what the task sets is visible in ctx afterwards."""
+    ctx = contextvars.copy_context()
+
+    async def write():
+        request_id.set("written-by-task")
+
+    async with ThreadedTaskGroup(num_threads=2, mode=mode) as tg:
+        tg.create_task(write(), context=ctx)
+    assert ctx[request_id] == "written-by-task"
+
+
+async def test_asyncio_taskgroup_oracle_for_the_given_context():
+    ctx = contextvars.copy_context()
+
+    async def write():
+        request_id.set("written-by-task")
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(write(), context=ctx)
+    assert ctx[request_id] == "written-by-task"
 
 
 async def test_name_becomes_the_worker_tasks_name(mode):
