@@ -11,15 +11,16 @@
  *    completions). At most one wake is sent per batch:
  *        producer:  mpmc_push(item); if exchange(wake_pending, 1) was 0 -> wake the consumer
  *        consumer:  exchange(wake_pending, 0) (disp_inbox_begin_drain), then pop until empty
- *    No lost wake-up: the flag is only ever changed by RMW operations (acq_rel), so they are
- *    totally ordered. If a producer's exchange comes after the consumer's clear, it reads 0 and
- *    wakes; if it comes before, the consumer's clear reads that exchange (acquire), so the item
- *    pushed before it is visible to the consumer's pops that follow.
+ *    No lost wake-up: the flag is only ever changed by RMW operations, so they are totally
+ *    ordered. If a producer's exchange comes after the consumer's clear, it reads 0 and wakes; if
+ *    it comes before, the consumer's clear (acquire) reads from that exchange's release sequence
+ *    (producer side: release), so the item pushed before it is visible to the pops that follow.
  *
  * 3. Shared queue with parking (disp_shared_*), for QUEUE mode: one MPMC queue served by n
  *    consumer slots. Each slot is ACTIVE (its consumer is running and will look at the queue again
  *    before it stops) or PARKED (its consumer has stopped looking and must be notified).
- *        producer:  mpmc_push(job); fence(seq_cst); find one PARKED slot and CAS it to ACTIVE;
+ *        producer:  (draw a start slot;) mpmc_push(job); fence(seq_cst); from the start slot,
+ *                   find one PARKED slot and CAS it to ACTIVE;
  *                   if it won the CAS, it must notify that slot's consumer (disp_shared_push
  *                   returns the slot index; -1 means no notification is needed).
  *        consumer:  job = pop(); if job: run it, stay ACTIVE.

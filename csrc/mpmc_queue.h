@@ -9,8 +9,9 @@
  * the capacity behind it under a short mutex: the only lock, taken O(log(peak length)) times over
  * the queue's life. Consumers move to the next ring once the closed ring is drained. Rings are
  * never freed before mpmc_destroy (consumers may still be reading a ring another consumer has left),
- * so memory is bounded by about twice the peak length; when the queue empties, the single live ring
- * is the one in use.
+ * so memory is bounded by the rings' geometric series: less than twice the last ring, i.e. at most
+ * about four times the peak length in cells; when the queue empties, the single live ring is the
+ * one in use. Design notes, memory orders and measurements: docs/scheduler.md.
  *
  * Contract:
  *   - mpmc_push and mpmc_pop may be called concurrently from any number of threads.

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,9 @@
 #include <time.h>
 
 #if defined(__SANITIZE_THREAD__)
-#define DEFAULT_SCALE 0.1
-#elif defined(__SANITIZE_ADDRESS__)
 #define DEFAULT_SCALE 0.3
+#elif defined(__SANITIZE_ADDRESS__)
+#define DEFAULT_SCALE 0.5
 #else
 #define DEFAULT_SCALE 1.0
 #endif
@@ -35,6 +36,7 @@
     } while (0)
 
 static double g_scale = DEFAULT_SCALE;
+static size_t g_chaos_signals;
 
 static size_t scaled(size_t n)
 {
@@ -294,7 +296,7 @@ static void *consumer_main(void *p)
 
 /* Polls the approximate size while the stress runs: it may lag, but never exceeds what was pushed.
  * Also the watchdog: if nothing is popped for STALL_SECONDS, items were lost (or a pop is stuck). */
-#define STALL_SECONDS 10.0
+#define STALL_SECONDS 5.0
 static void *observer_main(void *p)
 {
     stress *s = p;
@@ -328,7 +330,59 @@ static void *observer_main(void *p)
     return NULL;
 }
 
-static void run_stress(size_t producers, size_t consumers, size_t per_producer, size_t capacity)
+/* Preemption injection ("chaos"): a thread sends SIGUSR1 to random producers and consumers at
+ * random intervals; the handler sleeps for a random few microseconds to a few hundred. A thread
+ * caught between claiming a cell and publishing (or freeing) it stays there while the others run
+ * on: exactly the Vyukov window, and the ring closes and grows around it. On 2 cores real
+ * preemption does this too, but rarely at the right instruction. */
+static _Thread_local unsigned chaos_rng;
+
+static void chaos_handler(int sig)
+{
+    (void)sig;
+    chaos_rng = chaos_rng * 1103515245u + 12345u + (unsigned)(uintptr_t)&chaos_rng;
+    struct timespec ts = {0, (long)(1000 + ((chaos_rng >> 8) % 100000))}; /* 1..101 us */
+    nanosleep(&ts, NULL); /* async-signal-safe */
+}
+
+typedef struct chaos {
+    stress *s;
+    pthread_t *targets;
+    size_t n;
+    size_t signals;
+} chaos;
+
+static void *chaos_main(void *p)
+{
+    chaos *c = p;
+    stress *s = c->s;
+    size_t total = s->producers * s->per_producer;
+    unsigned rng = 424242;
+    wait_start(s);
+    while (atomic_load_explicit(&s->popped, memory_order_relaxed) < total) {
+        rng = rng * 1103515245u + 12345u;
+        struct timespec ts = {0, (long)(2000 + ((rng >> 8) % 50000))}; /* 2..52 us */
+        nanosleep(&ts, NULL);
+        rng = rng * 1103515245u + 12345u;
+        /* the targets are joined only after this thread has been: their ids stay valid */
+        pthread_kill(c->targets[(rng >> 8) % c->n], SIGUSR1);
+        c->signals++;
+    }
+    return NULL;
+}
+
+static void install_chaos_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = chaos_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+}
+
+static void run_stress(size_t producers, size_t consumers, size_t per_producer, size_t capacity,
+                       int with_chaos, int quiet)
 {
     double t0 = now_s();
     stress s;
@@ -357,7 +411,15 @@ static void run_stress(size_t producers, size_t consumers, size_t per_producer, 
         CHECK(pthread_create(&th[consumers + i], NULL, producer_main, &args[consumers + i]) == 0);
     }
     CHECK(pthread_create(&obs, NULL, observer_main, &s) == 0);
+    chaos ch = {&s, th, producers + consumers, 0};
+    pthread_t chaos_th;
+    if (with_chaos) {
+        CHECK(pthread_create(&chaos_th, NULL, chaos_main, &ch) == 0);
+    }
     atomic_store(&s.start, 1);
+    if (with_chaos) {
+        CHECK(pthread_join(chaos_th, NULL) == 0); /* first: it signals the threads joined below */
+    }
     for (size_t i = 0; i < producers + consumers; i++) {
         CHECK(pthread_join(th[i], NULL) == 0);
     }
@@ -376,8 +438,12 @@ static void run_stress(size_t producers, size_t consumers, size_t per_producer, 
     CHECK(mpmc_empty_approx(&s.q));
     CHECK(mpmc_size_approx(&s.q) == 0);
     CHECK(atomic_load(&s.q.head) == atomic_load(&s.q.tail)); /* consumers reached the last ring */
-    printf("  stress %zux%zu: %zu items, first capacity %zu, max size seen %zu, %.2f s\n", producers,
-           consumers, producers * per_producer, capacity, atomic_load(&s.max_size_seen), now_s() - t0);
+    if (!quiet) {
+        printf("  stress %zux%zu: %zu items, first capacity %zu, max size seen %zu, %s%.2f s\n",
+               producers, consumers, producers * per_producer, capacity, atomic_load(&s.max_size_seen),
+               with_chaos ? "with preemption injection, " : "", now_s() - t0);
+    }
+    g_chaos_signals += ch.signals;
     mpmc_destroy(&s.q);
     free(s.seen);
     free(th);
@@ -411,10 +477,23 @@ int main(int argc, char **argv)
         size_t p = shapes[k][0], c = shapes[k][1];
         size_t total = scaled(2000000);
         /* a tiny first ring (the chain grows under contention) and a roomy one */
-        run_stress(p, c, total / p, 2);
-        run_stress(p, c, total / p, 1024);
+        run_stress(p, c, total / p, 2, 0, 0);
+        run_stress(p, c, total / p, 1024, 0, 0);
     }
     printf("ok stress\n");
+
+    /* Many short-lived queues from a tiny first ring: every run crosses several ring boundaries
+     * (close, grow, consumers move on) while threads are frozen at random points. */
+    install_chaos_handler();
+    double tc = now_s();
+    size_t runs = scaled(200);
+    for (size_t k = 0; k < runs; k++) {
+        size_t p = shapes[k % 4][0], c = shapes[k % 4][1];
+        run_stress(p, c, 20000 / p, 2, 1, 1);
+    }
+    printf("ok stress with preemption injection: %zu runs x 20000 items, %zu signals, %.1f s\n", runs,
+           g_chaos_signals, now_s() - tc);
+    run_stress(4, 4, scaled(400000), 16, 1, 0);
     printf("all mpmc tests passed in %.1f s (scale %.2f)\n", now_s() - t0, g_scale);
     return 0;
 }
