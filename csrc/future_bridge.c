@@ -444,7 +444,9 @@ static void taskgroup_account(GroupObject *g, PyObject *job, JobData *jd)
         }
         return;
     }
-    if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception) && g->base_error == NULL) {
+    if (g->base_error == NULL && (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
+                                 PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt))) {
+        /* asyncio.TaskGroup._is_base_error: these two are re-raised by the group as themselves */
         g->base_error = Py_NewRef(exc);
     }
     if (g->parent_task == NULL) {

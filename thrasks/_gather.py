@@ -65,7 +65,13 @@ async def threaded_gather(
     if not aws:
         return []
     if all(coros):
-        return await _core.gather(aws, n, return_exceptions, m, p)
+        unique = tuple(dict.fromkeys(aws))
+        if len(unique) == len(aws):
+            return await _core.gather(aws, n, return_exceptions, m, p)
+        # The same coroutine object passed twice runs once, as in asyncio.gather.
+        results = await _core.gather(unique, n, return_exceptions, m, p)
+        by_coro = dict(zip(unique, results))
+        return [by_coro[aw] for aw in aws]
     return await _gather_mixed(aws, coros, n, m, p, return_exceptions)
 
 
@@ -81,9 +87,12 @@ async def _gather_mixed(
     group = _core.Group(num_threads, mode, pool, _core.KIND_PLAIN)
     group._bind(asyncio.get_running_loop(), None)
     children: list[Any] = []
+    started: dict[Any, Any] = {}  # a coroutine passed twice runs once, as in asyncio.gather
     try:
         for aw, is_coro in zip(aws, coros):
-            children.append(group.create_task(aw) if is_coro else aw)
+            if is_coro and aw not in started:
+                started[aw] = group.create_task(aw)
+            children.append(started[aw] if is_coro else aw)
     except BaseException:
         _close_all(aws[len(children) + 1 :])
         for child in children:

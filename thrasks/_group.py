@@ -85,7 +85,7 @@ class ThreadedTaskGroup(_core.Group):
     async def _aexit(self, et: type[BaseException] | None, exc: BaseException | None) -> None:
         # Mirrors asyncio.TaskGroup._aexit (CPython 3.13); the tasks' bookkeeping is in C.
         self._exiting = True
-        if exc is not None and not isinstance(exc, Exception) and self._base_error is None:
+        if exc is not None and isinstance(exc, (SystemExit, KeyboardInterrupt)) and self._base_error is None:
             self._base_error = exc
 
         propagate_cancellation_error: BaseException | None = None
