@@ -76,7 +76,7 @@ run_suite() {
     shift 2
     local t0=$SECONDS
     echo "== $name: $dir"
-    setup "$dir" "${common[@]}" "$@"
+    setup "$dir" "${common[@]}" "$@" || return 1
     "$MESON" compile -C "$dir" >"$dir.compile.log" 2>&1 || {
         cat "$dir.compile.log" >&2
         return 1
@@ -86,7 +86,11 @@ run_suite() {
         tsan_probe "$dir/tests/c/test_mpmc"
         wrap=("${tsan_wrapper[@]}")
     fi
-    "$MESON" test -C "$dir" --suite c --print-errorlogs "${wrap[@]}"
+    # (errexit is off in here: run_suite is called as `run_suite ... || status=1`)
+    if ! "$MESON" test -C "$dir" --suite c --print-errorlogs "${wrap[@]}"; then
+        echo "== $name: FAILED after $((SECONDS - t0)) s" >&2
+        return 1
+    fi
     echo "== $name: passed in $((SECONDS - t0)) s"
 }
 
