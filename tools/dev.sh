@@ -14,7 +14,8 @@
 #                                  with the time of every step. PYTEST_ARGS go to both pytest runs.
 #
 # Environment: THRASKS_STEPS="c-tests pytest-ft ..." runs only those test steps (see `steps` below);
-# THRASKS_CACHE, THRASKS_PYTHON, THRASKS_GIL_PYTHON as in tools/python.sh.
+# THRASKS_PYTEST_TIMEOUT (default 2400 s) bounds each pytest run; THRASKS_CACHE, THRASKS_PYTHON,
+# THRASKS_GIL_PYTHON as in tools/python.sh.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -173,9 +174,13 @@ run_pytest() {
     install_thrasks "$kind" debugoptimized
     mkdir -p "$wd"
     cd "$wd"
-    "$py" -X dev -P -m pytest -p no:cacheprovider --rootdir="$repo" -c "$repo/pyproject.toml" \
+    # A hung test ends the run through faulthandler_exit_on_timeout (pyproject.toml); `timeout`
+    # also covers a hang outside any test (e.g. at interpreter exit).
+    timeout -k 30 "${THRASKS_PYTEST_TIMEOUT:-2400}" \
+        "$py" -X dev -P -m pytest -p no:cacheprovider --rootdir="$repo" -c "$repo/pyproject.toml" \
         "${pytest_args[@]}" "$repo/tests" || rc=$?
     [ "$rc" -ne 5 ] || say "pytest collected no tests: that is a failure"
+    [ "$rc" -ne 124 ] || say "pytest did not finish in ${THRASKS_PYTEST_TIMEOUT:-2400} s: killed"
     return "$rc"
 }
 
