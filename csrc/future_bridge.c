@@ -1040,7 +1040,16 @@ static PyMemberDef group_members[] = {
     {NULL},
 };
 
+/* Diagnostics (tests and debugging): (queued completions, wake pending). Approximate. */
+static PyObject *group_get_completions_state(PyObject *self, void *Py_UNUSED(c))
+{
+    GroupObject *g = (GroupObject *)self;
+    return Py_BuildValue("(ni)", (Py_ssize_t)mpmc_size_approx(&g->completions.q),
+                         atomic_load_explicit(&g->completions.wake_pending, memory_order_relaxed));
+}
+
 static PyGetSetDef group_getset[] = {
+    {"_completions_state", group_get_completions_state, NULL, NULL, NULL},
     {"_entered", group_get_flag, NULL, NULL, (void *)offsetof(GroupObject, entered)},
     {"_exiting", group_get_flag, group_set_flag, NULL, (void *)offsetof(GroupObject, exiting)},
     {"_aborting", group_get_flag, NULL, NULL, (void *)offsetof(GroupObject, aborting)},

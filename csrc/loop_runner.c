@@ -337,8 +337,11 @@ static void handle_message(WorkerObject *w, void *msg)
 static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     WorkerObject *w = (WorkerObject *)op;
-    disp_inbox_begin_drain(&w->inbox);
+    /* Consume the fd BEFORE clearing the flag: a producer whose exchange reads 0 after our
+     * clear writes the fd after this read, so we are woken again. The other order loses that
+     * wake-up for good (the fd is read, the flag stays 1, later producers never signal). */
     wakefd_consume(w);
+    disp_inbox_begin_drain(&w->inbox);
     void *msg;
     while ((msg = disp_inbox_pop(&w->inbox)) != NULL) {
         handle_message(w, msg);
@@ -548,7 +551,16 @@ static PyObject *worker_get_thread(PyObject *op, void *Py_UNUSED(c))
     return Py_NewRef(w->thread ? w->thread : Py_None);
 }
 
+/* Diagnostics (tests and debugging): (queued messages, wake pending). Approximate by nature. */
+static PyObject *worker_get_inbox_state(PyObject *op, void *Py_UNUSED(c))
+{
+    WorkerObject *w = (WorkerObject *)op;
+    return Py_BuildValue("(ni)", (Py_ssize_t)mpmc_size_approx(&w->inbox.q),
+                         atomic_load_explicit(&w->inbox.wake_pending, memory_order_relaxed));
+}
+
 static PyGetSetDef worker_getset[] = {
+    {"_inbox_state", worker_get_inbox_state, NULL, NULL, NULL},
     {"loop", worker_get_loop, NULL, "The worker's event loop.", NULL},
     {"thread", worker_get_thread, NULL, "The threading.Thread running the worker.", NULL},
     {NULL},

@@ -2,7 +2,9 @@
  *
  * A worker is woken through an eventfd registered with loop.add_reader(): producers push a message
  * on its inbox and, at most once per batch (disp_inbox protocol), write the eventfd. The worker's
- * _drain callback clears the wake flag, reads the eventfd and handles every message:
+ * _drain callback reads the eventfd, THEN clears the wake flag (the other order can eat a wake-up
+ * that belongs to the flag's next batch, leaving the flag set and the worker asleep for good),
+ * and handles every message:
  *   MSG_START  job    create the asyncio.Task for the job on this loop
  *   MSG_CANCEL job    task.cancel(msg) if the job's task is still running
  *   MSG_SERVE  token  QUEUE mode: start serving a group's shared queue (one job per loop iteration)

@@ -165,3 +165,18 @@ async def test_many_future_cancels_racing_with_completion(mode):
         assert f.done()
         if i % 2 or not f.cancelled():
             assert f.result() == i
+
+
+@pytest.mark.hang_guard(120)
+async def test_repeated_large_bursts_never_lose_a_worker_wake_up(mode):
+    """Regression: bursts of submissions racing with the worker's drain. A worker that read its
+    wake-up fd after clearing its wake flag could eat a wake-up and sleep with work queued."""
+    async def triv(i):
+        return i
+
+    for _ in range(60):
+        expected = list(range(2000))
+        results = await asyncio.wait_for(
+            threaded_gather(*(triv(i) for i in expected), num_threads=2, mode=mode), 30
+        )
+        assert results == expected
