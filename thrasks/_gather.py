@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Coroutine
+from typing import Any, Literal, TypeVar, cast, overload
 
 from . import _core
 from ._modes import SchedulingMode, check_mode, check_num_threads
@@ -12,12 +12,106 @@ from ._pool import WorkerPool, check_pool
 
 __all__ = ["threaded_gather"]
 
+_T = TypeVar("_T")
+_T1 = TypeVar("_T1")
+_T2 = TypeVar("_T2")
+_T3 = TypeVar("_T3")
+_T4 = TypeVar("_T4")
+_T5 = TypeVar("_T5")
+_T6 = TypeVar("_T6")
+
 
 def _close_all(aws: tuple[Any, ...]) -> None:
     """Close the coroutines we were given and will not run (no 'never awaited' warning)."""
     for aw in aws:
         if asyncio.iscoroutine(aw):
             aw.close()
+
+
+# Typing, shaped like typeshed's asyncio.gather: one overload per arity 1..6, then one for any
+# number of awaitables of one type; each in a variant with return_exceptions=False (the default:
+# a list of results) and with return_exceptions: bool (results or exceptions). threaded_gather
+# returns a real list, so where typeshed says tuple[T1, T2] this says list[T1 | T2].
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], /, *, num_threads: int = 4, return_exceptions: Literal[False] = False,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], /, *, num_threads: int = 4,
+    return_exceptions: Literal[False] = False,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], /, *, num_threads: int = 4,
+    return_exceptions: Literal[False] = False,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4], /, *,
+    num_threads: int = 4, return_exceptions: Literal[False] = False,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3 | _T4]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
+    aw5: Awaitable[_T5], /, *, num_threads: int = 4, return_exceptions: Literal[False] = False,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3 | _T4 | _T5]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
+    aw5: Awaitable[_T5], aw6: Awaitable[_T6], /, *, num_threads: int = 4,
+    return_exceptions: Literal[False] = False,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6]: ...
+@overload
+async def threaded_gather(
+    *aws: Awaitable[_T], num_threads: int = 4, return_exceptions: Literal[False] = False,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], /, *, num_threads: int = 4, return_exceptions: bool,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | BaseException]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], /, *, num_threads: int = 4, return_exceptions: bool,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | BaseException]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], /, *, num_threads: int = 4,
+    return_exceptions: bool,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3 | BaseException]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4], /, *,
+    num_threads: int = 4, return_exceptions: bool,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3 | _T4 | BaseException]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
+    aw5: Awaitable[_T5], /, *, num_threads: int = 4, return_exceptions: bool,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3 | _T4 | _T5 | BaseException]: ...
+@overload
+async def threaded_gather(
+    aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
+    aw5: Awaitable[_T5], aw6: Awaitable[_T6], /, *, num_threads: int = 4, return_exceptions: bool,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6 | BaseException]: ...
+@overload
+async def threaded_gather(
+    *aws: Awaitable[_T], num_threads: int = 4, return_exceptions: bool,
+    mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
+) -> list[_T | BaseException]: ...
 
 
 async def threaded_gather(
@@ -65,13 +159,14 @@ async def threaded_gather(
     if not aws:
         return []
     if all(coros):
-        unique = tuple(dict.fromkeys(aws))
-        if len(unique) == len(aws):
-            return await _core.gather(aws, n, return_exceptions, m, p)
+        coro_aws = cast("tuple[Coroutine[Any, Any, Any], ...]", aws)  # all coroutines (checked above)
+        unique = tuple(dict.fromkeys(coro_aws))
+        if len(unique) == len(coro_aws):
+            return await _core.gather(coro_aws, n, return_exceptions, m, p)
         # The same coroutine object passed twice runs once, as in asyncio.gather.
         results = await _core.gather(unique, n, return_exceptions, m, p)
         by_coro = dict(zip(unique, results))
-        return [by_coro[aw] for aw in aws]
+        return [by_coro[aw] for aw in coro_aws]
     return await _gather_mixed(aws, coros, n, m, p, return_exceptions)
 
 

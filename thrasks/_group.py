@@ -117,6 +117,7 @@ class ThreadedTaskGroup(_core.Group):
                 exc = None
 
         parent = self._parent_task
+        assert parent is not None, "__aenter__ binds the parent task"
         if self._parent_cancel_requested:
             # We cancelled our parent ourselves (a task failed): we must uncancel it.
             if parent.uncancel() == 0:
@@ -133,6 +134,7 @@ class ThreadedTaskGroup(_core.Group):
 
         errors = self._errors
         if et is not None and not issubclass(et, asyncio.CancelledError):
+            assert exc is not None
             errors.append(exc)
 
         if errors:
