@@ -285,7 +285,7 @@ static void future_dealloc(PyObject *self)
 
 static PyMethodDef future_methods[] = {
     {"cancel", (PyCFunction)(void (*)(void))future_cancel, METH_FASTCALL | METH_KEYWORDS,
-     "cancel(msg=None)\n--\n\nRequest cancellation of the task's coroutine on its worker thread.\n\n"
+     "cancel($self, /, msg=None)\n--\n\nRequest cancellation of the task's coroutine on its worker thread.\n\n"
      "Like Task.cancel(): returns True if the request was made; the future becomes cancelled once\n"
      "the coroutine has finished cancelling (or gets its result if the coroutine suppresses it)."},
     {"set_result", future_refuse_set, METH_O, NULL},
@@ -1025,7 +1025,7 @@ static void group_dealloc(PyObject *self)
 
 static PyMethodDef group_methods[] = {
     {"create_task", (PyCFunction)(void (*)(void))group_create_task, METH_FASTCALL | METH_KEYWORDS,
-     "create_task(coro, *, name=None, context=None)\n--\n\n"
+     "create_task($self, coro, /, *, name=None, context=None)\n--\n\n"
      "Run the coroutine on a worker thread; return an asyncio.Future of its result, bound to the\n"
      "caller's loop. name= names the worker-side task; the coroutine runs in a copy of context=\n"
      "(default: a copy of the caller's current context)."},
@@ -1065,7 +1065,7 @@ static PyGetSetDef group_getset[] = {
 };
 
 static PyType_Slot group_slots[] = {
-    {Py_tp_doc, "Group(num_threads, mode, pool)\n--\n\nThe C core of ThreadedTaskGroup (internal)."},
+    {Py_tp_doc, "Group(num_threads, mode, pool, kind=0)\n--\n\nThe C core of ThreadedTaskGroup (internal)."},
     {Py_tp_new, group_new},
     {Py_tp_init, group_init},
     {Py_tp_traverse, group_traverse},

@@ -918,10 +918,10 @@ static void pool_dealloc(PyObject *op)
 
 static PyMethodDef pool_methods[] = {
     {"shutdown", (PyCFunction)(void (*)(void))pool_shutdown, METH_VARARGS | METH_KEYWORDS,
-     "shutdown(wait=True)\n--\n\nStop the workers: their running tasks are cancelled, their loops "
+     "shutdown($self, /, wait=True)\n--\n\nStop the workers: their running tasks are cancelled, their loops "
      "closed. With wait=True, join their threads."},
     {"ensure", pool_ensure_meth, METH_O,
-     "ensure(num_threads)\n--\n\nStart workers until the pool has at least num_threads."},
+     "ensure($self, num_threads, /)\n--\n\nStart workers until the pool has at least num_threads."},
     {"__enter__", pool_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))pool_exit, METH_FASTCALL, NULL},
     {NULL},

@@ -47,7 +47,7 @@ static PyObject *mod_discard_completions(PyObject *module, PyObject *Py_UNUSED(i
 
 static PyMethodDef module_methods[] = {
     {"gather", (PyCFunction)(void (*)(void))mod_gather, METH_FASTCALL,
-     "gather(coros, num_threads, return_exceptions, mode, pool)\n--\n\n"
+     "gather($module, coros, num_threads, return_exceptions, mode, pool, /)\n--\n\n"
      "Start a tuple of coroutines on the pool; return the future of the list of their results\n"
      "(asyncio.gather's rules). Arguments are validated by thrasks.threaded_gather."},
     {"_drain", mod_drain, METH_O, "Deliver a group's finished tasks (scheduled on the caller's loop)."},
