@@ -821,14 +821,19 @@ static PyObject *group_create_task(PyObject *self, PyObject *const *args, Py_ssi
     thrasks_state *st = g->st;
     PyObject *coro = NULL, *name = Py_None, *context = Py_None;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError, "create_task() takes exactly one positional argument (%zd given)", nargs);
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "create_task() takes 1 positional argument but %zd were given", nargs);
         return NULL;
     }
-    coro = args[0];
+    if (nargs == 1) {
+        coro = args[0];
+    }
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
+        if (nargs == 0 && PyUnicode_CompareWithASCIIString(key, "coro") == 0) {
+            coro = args[nargs + i];
+        }
+        else if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
             name = args[nargs + i];
         }
         else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
@@ -838,6 +843,10 @@ static PyObject *group_create_task(PyObject *self, PyObject *const *args, Py_ssi
             PyErr_Format(PyExc_TypeError, "create_task() got an unexpected keyword argument %R", key);
             return NULL;
         }
+    }
+    if (coro == NULL) {
+        PyErr_SetString(PyExc_TypeError, "create_task() missing required argument: 'coro'");
+        return NULL;
     }
     if (check_coroutine(st, coro) < 0) {
         return NULL;
@@ -1025,7 +1034,7 @@ static void group_dealloc(PyObject *self)
 
 static PyMethodDef group_methods[] = {
     {"create_task", (PyCFunction)(void (*)(void))group_create_task, METH_FASTCALL | METH_KEYWORDS,
-     "create_task($self, coro, /, *, name=None, context=None)\n--\n\n"
+     "create_task($self, /, coro, *, name=None, context=None)\n--\n\n"
      "Run the coroutine on a worker thread; return an asyncio.Future of its result, bound to the\n"
      "caller's loop. name= names the worker-side task; the coroutine runs in a copy of context=\n"
      "(default: a copy of the caller's current context)."},
