@@ -191,9 +191,11 @@ async def test_outer_timeout_cancels_the_tasks_and_the_group_exits(mode):
     sleeper = Sleeper()
     async with asyncio.timeout(GUARD):  # hang guard: the group must not wait for the 60 s sleep
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.05):
+            async with asyncio.timeout(2.0):
                 async with ThreadedTaskGroup(num_threads=2, mode=mode) as tg:
                     fut = tg.create_task(sleeper.run())
+                    await wait_event(sleeper.started)  # started, so cancellation must reach it
+    assert sleeper.started.is_set()
     assert sleeper.cancelled.is_set()
     assert fut.cancelled()
 
@@ -217,9 +219,14 @@ async def test_wait_for_cancels_the_tasks(mode):
     async def uses_a_group():
         async with ThreadedTaskGroup(num_threads=2, mode=mode) as tg:
             tg.create_task(sleeper.run())
+            # Wait until the worker runs it: a task cancelled before it starts never runs (as in
+            # asyncio), which on a loaded machine would make this test about scheduling delays.
+            await wait_event(sleeper.started)
+            await asyncio.sleep(60)
 
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(uses_a_group(), 0.05)
+        await asyncio.wait_for(uses_a_group(), 2.0)
+    assert sleeper.started.is_set()
     assert sleeper.cancelled.is_set()
 
 
