@@ -490,18 +490,20 @@ static void taskgroup_account(GroupObject *g, PyObject *job, JobData *jd)
     }
 }
 
-static void gather_settle(GroupObject *g, PyObject *with_exc, PyObject *with_result)
+/* Settle threaded_gather's outer future with `value` (a new reference, taken over; NULL reports
+ * the pending error instead), as its exception or its result. */
+static void gather_settle(GroupObject *g, PyObject *value, int is_exception)
 {
     thrasks_state *st = g->st;
+    if (value == NULL) {
+        PyErr_WriteUnraisable(g->outer);
+        return;
+    }
     g->outer_settled = 1;
     PyObject *outer = g->outer;
     g->outer = NULL; /* the outer keeps the group (jd->group); the group lets go of the outer */
-    if (with_exc) {
-        call2_report(st->base_set_exception, outer, with_exc);
-    }
-    else {
-        call2_report(st->base_set_result, outer, with_result);
-    }
+    call2_report(is_exception ? st->base_set_exception : st->base_set_result, outer, value);
+    Py_DECREF(value);
     Py_DECREF(outer);
 }
 
@@ -512,21 +514,15 @@ static void gather_account(GroupObject *g, JobData *jd)
     if (g->outer_settled) {
         return;
     }
-    /* acquire: pairs with the release CAS in job_request_cancel */
-    PyObject *msg = atomic_load_explicit(&jd->cancel_msg, memory_order_acquire);
+    /* The child's outcome as asyncio.gather reports it: its result, its exception, or a new
+     * CancelledError. Acquire: pairs with the release CAS of cancel_msg in job_request_cancel. */
+    PyObject *res = jd->outcome_kind == OUTCOME_CANCELLED
+                        ? make_cancelled_error(st, atomic_load_explicit(&jd->cancel_msg, memory_order_acquire))
+                        : Py_NewRef(jd->outcome);
     if (!g->return_exceptions && jd->outcome_kind != OUTCOME_RESULT) {
-        PyObject *exc = jd->outcome_kind == OUTCOME_CANCELLED ? make_cancelled_error(st, msg)
-                                                               : Py_NewRef(jd->outcome);
-        if (exc == NULL) {
-            PyErr_WriteUnraisable(g->outer);
-            return;
-        }
-        gather_settle(g, exc, NULL);
-        Py_DECREF(exc);
+        gather_settle(g, res, 1);
         return;
     }
-    PyObject *res = jd->outcome_kind == OUTCOME_CANCELLED ? make_cancelled_error(st, msg)
-                                                           : Py_NewRef(jd->outcome);
     if (res == NULL) {
         PyErr_WriteUnraisable(g->outer);
         return;
@@ -537,16 +533,11 @@ static void gather_account(GroupObject *g, JobData *jd)
     }
     if (g->gather_cancel_requested) {
         JobData *od = job_data(st, g->outer);
-        PyObject *exc = make_cancelled_error(st, atomic_load_explicit(&od->cancel_msg, memory_order_relaxed));
-        if (exc == NULL) {
-            PyErr_WriteUnraisable(g->outer);
-            return;
-        }
-        gather_settle(g, exc, NULL);
-        Py_DECREF(exc);
+        /* relaxed: the outer's cancel message is written and read on the caller thread */
+        gather_settle(g, make_cancelled_error(st, atomic_load_explicit(&od->cancel_msg, memory_order_relaxed)), 1);
     }
     else {
-        gather_settle(g, NULL, g->results);
+        gather_settle(g, Py_NewRef(g->results), 0);
     }
 }
 
@@ -616,20 +607,8 @@ static PyObject *group_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObje
 static int group_configure(GroupObject *g, int kind, PyObject *num_threads, int mode, PyObject *pool)
 {
     thrasks_state *st = g->st;
-    if (!PyLong_Check(num_threads) || PyBool_Check(num_threads)) {
-        PyErr_Format(PyExc_TypeError, "num_threads must be an int, got %.100s", Py_TYPE(num_threads)->tp_name);
-        return -1;
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(num_threads);
-    if (n == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (n < 1) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be >= 1, got %zd", n);
-        return -1;
-    }
-    if (n > THRASKS_MAX_THREADS) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be <= %d, got %zd", THRASKS_MAX_THREADS, n);
+    size_t n;
+    if (runner_check_num_threads(num_threads, &n) < 0) {
         return -1;
     }
     if (mode != MODE_ROUND_ROBIN && mode != MODE_QUEUE) {
@@ -645,7 +624,7 @@ static int group_configure(GroupObject *g, int kind, PyObject *num_threads, int 
         return -1;
     }
     g->kind = kind;
-    g->num_threads = (size_t)n;
+    g->num_threads = n;
     g->mode = mode;
     Py_XSETREF(g->pool, Py_NewRef(pool));
     return 0;
@@ -666,6 +645,11 @@ static int group_init(PyObject *self, PyObject *args, PyObject *kwds)
     return group_configure((GroupObject *)self, kind, num, mode, pool);
 }
 
+static const char *group_label(GroupObject *g)
+{
+    return g->kind == KIND_TASKGROUP ? "ThreadedTaskGroup" : "group";
+}
+
 /* Caller thread, once: tie the group to the running loop and the pool's workers. */
 static int group_bind_impl(GroupObject *g, PyObject *loop, PyObject *parent)
 {
@@ -678,8 +662,7 @@ static int group_bind_impl(GroupObject *g, PyObject *loop, PyObject *parent)
      * through jobs whose hand-off (the inbox) orders everything written here before them */
     if (!atomic_compare_exchange_strong_explicit(&g->entered, &expected, 1, memory_order_relaxed,
                                                  memory_order_relaxed)) {
-        PyErr_Format(PyExc_RuntimeError, "%s %R has already been entered",
-                     g->kind == KIND_TASKGROUP ? "ThreadedTaskGroup" : "group", g);
+        PyErr_Format(PyExc_RuntimeError, "%s %R has already been entered", group_label(g), g);
         return -1;
     }
     PoolObject *pool = (PoolObject *)g->pool;
@@ -717,11 +700,6 @@ static PyObject *group_bind(PyObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-static const char *group_label(GroupObject *g)
-{
-    return g->kind == KIND_TASKGROUP ? "ThreadedTaskGroup" : "group";
 }
 
 /* Hand a new job to the workers. Takes over `job` on success and on failure (-1, exception set,
@@ -1142,7 +1120,7 @@ PyObject *bridge_gather(PyObject *module, PyObject *const *args, Py_ssize_t narg
     od->group = (GroupObject *)Py_NewRef(g); /* outer -> group; group -> outer until settled */
     g->outer = Py_NewRef(outer);
     if (n == 0) {
-        gather_settle(g, NULL, g->results);
+        gather_settle(g, Py_NewRef(g->results), 0);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *job = group_spawn(g, PyTuple_GET_ITEM(coros, i), NULL, NULL, i, 0);

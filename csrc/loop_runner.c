@@ -3,6 +3,7 @@
 #include "loop_runner.h"
 #include "future_bridge.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -678,12 +679,31 @@ int runner_pool_check(PoolObject *pool)
     return 0;
 }
 
-int runner_pool_ensure(PoolObject *pool, size_t n)
+int runner_check_num_threads(PyObject *obj, size_t *n)
 {
-    if (n > THRASKS_MAX_THREADS) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be at most %d, got %zu", THRASKS_MAX_THREADS, n);
+    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "num_threads must be an int, got %.100s", Py_TYPE(obj)->tp_name);
         return -1;
     }
+    Py_ssize_t v = PyLong_AsSsize_t(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v < 1) {
+        PyErr_Format(PyExc_ValueError, "num_threads must be >= 1, got %zd", v);
+        return -1;
+    }
+    if (v > THRASKS_MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "num_threads must be <= %d, got %zd", THRASKS_MAX_THREADS, v);
+        return -1;
+    }
+    *n = (size_t)v;
+    return 0;
+}
+
+int runner_pool_ensure(PoolObject *pool, size_t n)
+{
+    assert(n <= THRASKS_MAX_THREADS); /* callers validate with runner_check_num_threads */
     if (runner_pool_check(pool) < 0) {
         return -1;
     }
@@ -718,20 +738,9 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:WorkerPool", kwlist, &num)) {
         return NULL;
     }
-    Py_ssize_t n = 0;
-    if (num != Py_None) {
-        if (!PyLong_Check(num) || PyBool_Check(num)) {
-            PyErr_Format(PyExc_TypeError, "num_threads must be an int, got %.100s", Py_TYPE(num)->tp_name);
-            return NULL;
-        }
-        n = PyLong_AsSsize_t(num);
-        if (n == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (n < 1) {
-            PyErr_Format(PyExc_ValueError, "num_threads must be at least 1, got %zd", n);
-            return NULL;
-        }
+    size_t n = 0;
+    if (num != Py_None && runner_check_num_threads(num, &n) < 0) {
+        return NULL;
     }
     thrasks_state *st = thrasks_state_of_type(type);
     if (st == NULL) {
@@ -749,7 +758,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(pool);
         return PyErr_NoMemory();
     }
-    if (n > 0 && runner_pool_ensure(pool, (size_t)n) < 0) {
+    if (n > 0 && runner_pool_ensure(pool, n) < 0) {
         Py_DECREF(pool);
         return NULL;
     }
@@ -779,8 +788,6 @@ static int pool_shutdown_impl(PoolObject *pool, int wait)
     if (!wait) {
         return 0;
     }
-    PyObject *current = PyThreadState_GetDict(); /* just to be sure a thread state exists */
-    (void)current;
     for (size_t i = 0; i < size; i++) {
         WorkerObject *w = pool->workers[i];
         PyObject *ident = PyObject_GetAttrString(w->thread, "ident");
@@ -832,15 +839,8 @@ static PyObject *pool_exit(PyObject *op, PyObject *const *Py_UNUSED(args), Py_ss
 
 static PyObject *pool_ensure_meth(PyObject *op, PyObject *arg)
 {
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
-    if (n == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (n < 1) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be at least 1, got %zd", n);
-        return NULL;
-    }
-    if (runner_pool_ensure((PoolObject *)op, (size_t)n) < 0) {
+    size_t n;
+    if (runner_check_num_threads(arg, &n) < 0 || runner_pool_ensure((PoolObject *)op, n) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

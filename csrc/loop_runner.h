@@ -63,7 +63,11 @@ typedef struct PoolObject {
  * caller's). If the worker has died, resolves the message itself (see bridge_orphan_*). */
 int runner_post(WorkerObject *w, void *msg);
 
-/* Make sure the pool has at least n workers. 0, or -1 with an exception set. */
+/* Validate a Python num_threads (an int, not a bool, 1..THRASKS_MAX_THREADS) into *n.
+ * 0, or -1 with TypeError/ValueError set. Every entry point of the C API uses it. */
+int runner_check_num_threads(PyObject *obj, size_t *n);
+
+/* Make sure the pool has at least n workers (n already checked). 0, or -1 with an exception set. */
 int runner_pool_ensure(PoolObject *pool, size_t n);
 
 /* Worker i of a pool with at least i+1 workers (borrowed; the pool keeps it alive). */

@@ -87,7 +87,6 @@ static int module_exec(PyObject *m)
     st->asyncio_future_type = (PyTypeObject *)future_type;
     if (import_attr(&st->task_type, "_asyncio", "Task") < 0 ||
         import_attr(&st->cancelled_error, "asyncio", "CancelledError") < 0 ||
-        import_attr(&st->invalid_state_error, "asyncio", "InvalidStateError") < 0 ||
         import_attr(&st->new_event_loop, "asyncio", "new_event_loop") < 0 ||
         import_attr(&st->iscoroutine, "asyncio", "iscoroutine") < 0 ||
         import_attr(&st->get_running_loop, "asyncio", "get_running_loop") < 0 ||
@@ -109,8 +108,6 @@ static int module_exec(PyObject *m)
     I(s_cancelled, "cancelled");
     I(s_exception, "exception");
     I(s_result, "result");
-    I(s_set_result, "set_result");
-    I(s_set_exception, "set_exception");
     I(s_done, "done");
     I(s_loop, "loop");
     I(s_name, "name");
@@ -127,14 +124,7 @@ static int module_exec(PyObject *m)
     I(s_join, "join");
     I(s_target, "target");
     I(s_daemon, "daemon");
-    I(s_copy, "copy");
-    I(s_get_debug, "get_debug");
     I(s_call_exception_handler, "call_exception_handler");
-    I(s_message, "message");
-    I(s_exception_key, "exception");
-    I(s_task, "task");
-    I(s_future, "future");
-    I(s_close_coro, "close");
 #undef I
     st->kw_loop = PyTuple_Pack(1, st->s_loop);
     st->kw_task = PyTuple_Pack(3, st->s_loop, st->s_name, st->s_context);
@@ -171,15 +161,13 @@ static int module_exec(PyObject *m)
 
 #define STATE_FIELDS(X)                                                                            \
     X(pool_type) X(worker_type) X(group_type) X(future_type) X(asyncio_future_type) X(task_type)  \
-    X(cancelled_error) X(invalid_state_error) X(new_event_loop) X(iscoroutine) X(thread_type)      \
-    X(base_cancel) X(base_set_result) X(base_set_exception) X(base_done) X(get_running_loop)       \
-    X(drain_func) X(s_call_soon) X(s_call_soon_threadsafe) X(s_add_done_callback) X(s_cancel)      \
-    X(s_cancelled) X(s_exception) X(s_result) X(s_set_result) X(s_set_exception) X(s_done)         \
-    X(s_loop) X(s_name) X(s_context) X(s_add_reader) X(s_remove_reader) X(s_run_forever) X(s_stop) \
-    X(s_close) X(s_run_until_complete) X(s_shutdown_asyncgens) X(s_shutdown_default_executor)      \
-    X(s_start) X(s_join) X(s_target) X(s_daemon) X(s_copy) X(s_get_debug)                          \
-    X(s_call_exception_handler) X(s_message) X(s_exception_key) X(s_task) X(s_future)             \
-    X(s_close_coro) X(kw_loop) X(kw_task) X(kw_context)
+    X(cancelled_error) X(new_event_loop) X(iscoroutine) X(thread_type) X(base_cancel)             \
+    X(base_set_result) X(base_set_exception) X(base_done) X(get_running_loop) X(drain_func)       \
+    X(s_call_soon) X(s_call_soon_threadsafe) X(s_add_done_callback) X(s_cancel) X(s_cancelled)    \
+    X(s_exception) X(s_result) X(s_done) X(s_loop) X(s_name) X(s_context) X(s_add_reader)         \
+    X(s_remove_reader) X(s_run_forever) X(s_stop) X(s_close) X(s_run_until_complete)              \
+    X(s_shutdown_asyncgens) X(s_shutdown_default_executor) X(s_start) X(s_join) X(s_target)       \
+    X(s_daemon) X(s_call_exception_handler) X(kw_loop) X(kw_task) X(kw_context)
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)
 {

@@ -24,7 +24,6 @@ typedef struct thrasks_state {
     PyTypeObject *asyncio_future_type;  /* _asyncio.Future (strong) */
     PyObject *task_type;                /* _asyncio.Task (strong) */
     PyObject *cancelled_error;          /* asyncio.CancelledError (strong) */
-    PyObject *invalid_state_error;      /* asyncio.InvalidStateError (strong) */
     PyObject *new_event_loop;           /* asyncio.new_event_loop (strong) */
     PyObject *iscoroutine;              /* asyncio.iscoroutine (strong) */
     PyObject *thread_type;              /* threading.Thread (strong) */
@@ -36,11 +35,10 @@ typedef struct thrasks_state {
     PyObject *drain_func;               /* module function _drain(group): scheduled on caller loops */
     /* interned method and keyword names */
     PyObject *s_call_soon, *s_call_soon_threadsafe, *s_add_done_callback, *s_cancel, *s_cancelled,
-        *s_exception, *s_result, *s_set_result, *s_set_exception, *s_done, *s_loop, *s_name,
-        *s_context, *s_add_reader, *s_remove_reader, *s_run_forever, *s_stop, *s_close,
-        *s_run_until_complete, *s_shutdown_asyncgens, *s_shutdown_default_executor, *s_start,
-        *s_join, *s_target, *s_daemon, *s_copy, *s_get_debug, *s_call_exception_handler,
-        *s_message, *s_exception_key, *s_task, *s_future, *s_close_coro;
+        *s_exception, *s_result, *s_done, *s_loop, *s_name, *s_context, *s_add_reader,
+        *s_remove_reader, *s_run_forever, *s_stop, *s_close, *s_run_until_complete,
+        *s_shutdown_asyncgens, *s_shutdown_default_executor, *s_start, *s_join, *s_target,
+        *s_daemon, *s_call_exception_handler;
     PyObject *kw_loop;                  /* ("loop",) */
     PyObject *kw_task;                  /* ("loop", "name", "context") */
     PyObject *kw_context;               /* ("context",) */

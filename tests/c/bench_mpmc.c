@@ -15,6 +15,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "mpmc_queue.h"
+#include "test_support.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -42,13 +43,6 @@ static void backoff(unsigned *n)
         struct timespec ts = {0, 20000};
         nanosleep(&ts, NULL);
     }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- the baseline: a ring behind one pthread mutex, growing when full ---- */

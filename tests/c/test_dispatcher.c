@@ -13,6 +13,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "dispatcher.h"
+#include "test_support.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -24,38 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define DEFAULT_SCALE 0.3
-#elif defined(__SANITIZE_ADDRESS__)
-#define DEFAULT_SCALE 0.5
-#else
-#define DEFAULT_SCALE 1.0
-#endif
-
 #define STALL_SECONDS 5.0
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static double g_scale = DEFAULT_SCALE;
-
-static size_t scaled(size_t n)
-{
-    double v = (double)n * g_scale;
-    return v < 1.0 ? 1 : (size_t)v;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void pause_us(long us)
 {
@@ -764,15 +734,8 @@ static int want(const char *group)
 
 int main(int argc, char **argv)
 {
-    const char *env = getenv("THRASKS_STRESS_SCALE");
-    if (argc > 1 && strcmp(argv[1], "--probe") == 0) {
-        return 0; /* tools/c_tests.sh: does the binary start at all (TSan memory layout)? */
-    }
-    if (argc > 1) {
-        g_scale *= atof(argv[1]);
-    }
-    else if (env != NULL) {
-        g_scale *= atof(env);
+    if (test_setup(argc, argv)) {
+        return 0;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     double t0 = now_s();
