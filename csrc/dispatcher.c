@@ -1,10 +1,15 @@
 /* dispatcher.c - round robin, batched inbox wake-ups and the park/notify protocol.
  * The protocols, and why they lose no wake-up, are described in dispatcher.h. */
 #include "dispatcher.h"
+#include "atomics.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#ifdef THRASKS_TSAN
+_Atomic unsigned long thrasks_tsan_fence_word; /* the object of THRASKS_FENCE_SEQ_CST (atomics.h) */
+#endif
 
 /* ---- 1. round robin ---- */
 
@@ -123,7 +128,7 @@ long disp_shared_push(disp_shared *s, void *item)
     }
     /* seq_cst: pairs with the seq_cst fence in disp_shared_pop (Dekker: our push vs. its PARKED
      * store; at least one side sees the other's store). */
-    atomic_thread_fence(memory_order_seq_cst);
+    THRASKS_FENCE_SEQ_CST();
     for (size_t i = 0; i < s->n; i++) {
         size_t k = (start + i) % s->n;
         atomic_int *st = &s->slots[k].state;
@@ -154,7 +159,7 @@ int disp_shared_pop(disp_shared *s, size_t slot, void **item)
      * slot in disp_shared_push. */
     atomic_store_explicit(st, DISP_SLOT_PARKED, memory_order_relaxed);
     /* seq_cst: pairs with the seq_cst fence in disp_shared_push (see there). */
-    atomic_thread_fence(memory_order_seq_cst);
+    THRASKS_FENCE_SEQ_CST();
     it = mpmc_pop(&s->q); /* the re-check */
     if (it == NULL) {
         return DISP_PARKED;
@@ -166,4 +171,60 @@ int disp_shared_pop(disp_shared *s, size_t slot, void **item)
                                                   memory_order_relaxed, memory_order_relaxed);
     *item = it;
     return DISP_ITEM;
+}
+
+void disp_shared_park(disp_shared *s, size_t slot)
+{
+    /* relaxed: ordered before the caller's pops by the fence below; pairs with the relaxed load of
+     * the slot in disp_shared_push. */
+    atomic_store_explicit(&s->slots[slot].state, DISP_SLOT_PARKED, memory_order_relaxed);
+    /* seq_cst: pairs with the seq_cst fence in disp_shared_push (as in disp_shared_pop). */
+    THRASKS_FENCE_SEQ_CST();
+}
+
+int disp_shared_slot_state(disp_shared *s, size_t slot)
+{
+    /* relaxed: a hint (see dispatcher.h) */
+    return atomic_load_explicit(&s->slots[slot].state, memory_order_relaxed);
+}
+
+/* ---- 4. intrusive MPSC stack ---- */
+
+void disp_stack_init(disp_stack *s)
+{
+    atomic_init(&s->top, NULL);
+}
+
+int disp_stack_push(disp_stack *s, disp_node *n)
+{
+    /* relaxed: only the first guess; the CAS below decides */
+    disp_node *top = atomic_load_explicit(&s->top, memory_order_relaxed);
+    do {
+        n->next = top;
+        /* release: publishes n->next and everything the producer wrote to the item before the push
+         * to the acquire exchange in disp_stack_take_all (later pushes are RMWs, so they continue
+         * this release sequence). */
+    } while (!atomic_compare_exchange_weak_explicit(&s->top, &top, n, memory_order_release,
+                                                    memory_order_relaxed));
+    return top == NULL;
+}
+
+disp_node *disp_stack_take_all(disp_stack *s)
+{
+    /* acquire: pairs with the release CAS of every push in the list (one release sequence). */
+    disp_node *n = atomic_exchange_explicit(&s->top, NULL, memory_order_acquire);
+    disp_node *oldest_first = NULL;
+    while (n != NULL) {
+        disp_node *next = n->next;
+        n->next = oldest_first;
+        oldest_first = n;
+        n = next;
+    }
+    return oldest_first;
+}
+
+int disp_stack_empty_approx(disp_stack *s)
+{
+    /* relaxed: a hint; callers re-check with disp_stack_take_all */
+    return atomic_load_explicit(&s->top, memory_order_relaxed) == NULL;
 }

@@ -38,6 +38,19 @@
  *        PARKED --(producer CAS after push; producer notifies)--> ACTIVE
  *    Initially every slot is PARKED (no consumer is serving before the first push).
  *
+ * 4. Intrusive stack (disp_stack_*), for hand-offs that must never fail: an MPSC Treiber stack of
+ *    nodes embedded in the items themselves (a job's start or cancel request, a QUEUE serve token,
+ *    a finished job on its way back to the caller). Push never allocates, so posting a message or
+ *    a completion cannot run out of memory. The consumer takes the whole stack at once
+ *    (exchange with NULL: no ABA problem) and gets it oldest first. Batched wake-ups come for
+ *    free: push reports whether the stack was empty, and only that producer wakes the consumer.
+ *        producer:  n->next = top; CAS(top, n) (release); if the old top was NULL -> wake
+ *        consumer:  (woken) list = exchange(top, NULL) (acquire); reverse it; handle each node
+ *    No lost wake-up: every push and take is an RMW on `top`, so they are totally ordered; a push
+ *    after a take sees NULL and wakes; a push before it is in the list the take returns. The
+ *    consumer must consume its wake signal (e.g. read its eventfd) BEFORE taking, or a wake that
+ *    belongs to the next batch is eaten.
+ *
  * Concurrency contract: every function may be called from any thread, except that a given slot
  * of a disp_shared is driven by one consumer at a time (the one the notification went to), and a
  * disp_inbox has one consumer at a time. init/destroy must not race with anything.
@@ -108,5 +121,39 @@ long disp_shared_push(disp_shared *s, void *item);
 /* Consumer of `slot`: DISP_ITEM with *item set (keep serving), or DISP_PARKED (stop serving until
  * notified). */
 int disp_shared_pop(disp_shared *s, size_t slot, void **item);
+
+/* The consumer of `slot` gives up serving for good (its worker stopped or died): park the slot,
+ * so the next push notifies again, with the same fence as disp_shared_pop; the caller then pops
+ * and resolves whatever is left in the queue (a concurrent push either sees PARKED and notifies,
+ * or its item is among those popped). */
+void disp_shared_park(disp_shared *s, size_t slot);
+
+/* DISP_SLOT_ACTIVE or DISP_SLOT_PARKED, as last seen (relaxed: a hint for balance decisions). */
+int disp_shared_slot_state(disp_shared *s, size_t slot);
+
+/* ---- 4. intrusive MPSC stack ---- */
+
+typedef struct disp_node {
+    struct disp_node *next;
+} disp_node;
+
+typedef struct disp_stack {
+    _Atomic(disp_node *) top;
+} disp_stack;
+
+void disp_stack_init(disp_stack *s);
+
+/* Push `n`, which must not be on any stack. Returns 1 if the stack was empty (the caller must now
+ * wake the consumer), else 0. Never fails. Any thread. */
+int disp_stack_push(disp_stack *s, disp_node *n);
+
+/* Consumer: take every node, oldest first (a NULL-terminated list through `next`), or NULL. */
+disp_node *disp_stack_take_all(disp_stack *s);
+
+/* Approximate emptiness (diagnostics and fast paths that re-check after a wake-up). */
+int disp_stack_empty_approx(disp_stack *s);
+
+/* Container of an embedded node, as in the Linux kernel. */
+#define disp_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 #endif

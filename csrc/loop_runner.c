@@ -1,17 +1,37 @@
-/* loop_runner.c - worker threads running asyncio event loops, and the pool that owns them.
- * Protocols and ownership are described in loop_runner.h. */
+/* loop_runner.c - a worker thread running an asyncio event loop, and its mailbox.
+ * Protocols and ownership are described in loop_runner.h. Touches: workers, jobs (through
+ * job.h's functions), serve tokens and the shared queues they point at. Never a group. */
+#define _GNU_SOURCE
 #include "loop_runner.h"
-#include "future_bridge.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
 #endif
 
-#define INBOX_CAPACITY 256
+/* QUEUE balance (loop_runner.h): a serving worker that stops looking at its queue for this long is
+ * busy; a freshly notified one gets NOTIFY_GRACE_NS to look for the first time. */
+#define SERVE_BUSY_NS (500LL * 1000)
+#define NOTIFY_GRACE_NS (20LL * 1000 * 1000)
+
+/* The worker running on this thread (set by worker_run): per-thread state, like CPython's own
+ * thread-local current thread state, so create_task can tell that a task spawns a sibling. */
+static _Thread_local WorkerObject *current_worker;
+
+WorkerObject *runner_current(void)
+{
+    return current_worker;
+}
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 /* ------------------------------------------------------------------------------------------------
  * wake-up fd: an eventfd on Linux, a pipe elsewhere. Written by any thread, read by the worker.
@@ -19,6 +39,9 @@
 
 static int wakefd_open(WorkerObject *w)
 {
+    if (FAULT_PY()) {
+        return -1;
+    }
 #ifdef __linux__
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) {
@@ -79,199 +102,254 @@ static void wakefd_consume(WorkerObject *w)
 }
 
 /* ------------------------------------------------------------------------------------------------
- * messages
+ * resolving what no worker will run (a dead or stopped worker)
  * ---------------------------------------------------------------------------------------------- */
 
-/* Resolve a message no worker will handle (its worker is dead or stopping). Takes its reference. */
-static void orphan_message(thrasks_state *st, void *msg)
+/* The error a job of a dead worker finishes with: a new RuntimeError naming the worker, chained
+ * to the cause (NULL: stopped normally, the job is cancelled instead). Any thread. */
+static PyObject *death_error(WorkerObject *w, PyObject *cause)
 {
-    void *p = msg_ptr(msg);
-    switch (msg_tag(msg)) {
-    case MSG_START:
-        bridge_orphan_job(st, (PyObject *)p);
-        break;
-    case MSG_CANCEL:
-        Py_DECREF((PyObject *)p);
-        break;
-    case MSG_SERVE:
-        bridge_orphan_serve(st, ((serve_token *)p)->group);
-        break;
-    default: /* MSG_STOP carries nothing */
-        break;
+    if (cause == NULL) {
+        return NULL;
+    }
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *text = NULL;
+    if (FAULT_PY()) {
+        text = NULL;
+    }
+    else if (w->death_text != NULL) {
+        text = PyUnicode_FromFormat("the worker thread %R running this task %s", w->name, w->death_text);
+    }
+    else {
+        text = PyUnicode_FromFormat("the worker thread %R running this task died (its event loop stopped "
+                                    "with %.200s); the pool replaces it on next use",
+                                    w->name, Py_TYPE(cause)->tp_name);
+    }
+    PyObject *err = text ? PyObject_CallOneArg(PyExc_RuntimeError, text) : NULL;
+    Py_XDECREF(text);
+    if (err != NULL) {
+        PyException_SetCause(err, Py_NewRef(cause));
+    }
+    else {
+        PyErr_Clear();
+        err = Py_NewRef(cause); /* no memory even for the error: the cause itself tells */
+    }
+    PyErr_SetRaisedException(exc);
+    return err;
+}
+
+/* Stop serving `tok`: park its slot (so the next push notifies someone again), resolve the jobs
+ * left in its queue, drop the token's owner reference. Any thread. */
+static void orphan_serve(WorkerObject *w, runner_serve_token *tok, PyObject *cause)
+{
+    disp_shared_park(tok->shared, tok->slot);
+    void *item;
+    while ((item = mpmc_pop(&tok->shared->q)) != NULL) {
+        job_abandon((JobObject *)item, death_error(w, cause));
+    }
+    Py_DECREF(tok->owner);
+}
+
+/* Resolve every message in the mailbox (the worker is dead). Any thread. */
+static void orphan_mailbox(WorkerObject *w)
+{
+    PyObject *cause = w->death_cause; /* read after the acquire of `dead` (see post_done) */
+    for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
+        runner_serve_token *tok = disp_container_of(n, runner_serve_token, node);
+        n = n->next;
+        orphan_serve(w, tok, cause);
+    }
+    for (disp_node *n = disp_stack_take_all(&w->starts); n != NULL;) {
+        JobObject *job = disp_container_of(n, JobObject, start_node);
+        n = n->next;
+        /* relaxed: a statistic */
+        atomic_fetch_sub_explicit(&w->inbox_len, 1, memory_order_relaxed);
+        job_abandon(job, death_error(w, cause));
+    }
+    for (disp_node *n = disp_stack_take_all(&w->cancels); n != NULL;) {
+        JobObject *job = disp_container_of(n, JobObject, cancel_node);
+        n = n->next;
+        /* release: our read of the node is over before a new request may push it again */
+        atomic_store_explicit(&job->cancel_queued, 0, memory_order_release);
+        Py_DECREF(job);
+    }
+    for (disp_node *n = disp_stack_take_all(&w->relays); n != NULL;) {
+        JobObject *job = disp_container_of(n, JobObject, relay_node);
+        n = n->next;
+        job_relay_arrived(job, 0); /* its future's loop is gone: the owner still gets the job */
     }
 }
 
-static void drain_orphans(WorkerObject *w)
+/* After a push: wake the worker if the stack was empty, then check for death. */
+static void post_done(WorkerObject *w, int was_empty)
 {
-    void *msg;
-    while ((msg = disp_inbox_pop(&w->inbox)) != NULL) {
-        orphan_message(w->st, msg);
-    }
-}
-
-int runner_post(WorkerObject *w, void *msg)
-{
-    int r = disp_inbox_push(&w->inbox, msg);
-    if (r < 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    if (r == 1) {
+    if (was_empty) {
         wakefd_signal(w);
     }
-    /* seq_cst fence: pairs with the fence in worker_die. Either we see dead == 1 here, or the
-     * worker's last drain (after its fence) sees the message we pushed. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&w->dead, memory_order_relaxed)) {
-        drain_orphans(w);
+    /* seq_cst: pairs with the fence in worker_die (Dekker): either we see dead == 1 here, or the
+     * worker's last take of the mailbox (after its fence) sees the message we pushed. */
+    THRASKS_FENCE_SEQ_CST();
+    /* acquire: pairs with the release store of dead, so death_cause is visible */
+    if (atomic_load_explicit(&w->dead, memory_order_acquire)) {
+        orphan_mailbox(w);
     }
-    return 0;
 }
 
-/* Worker thread: call `task.cancel(msg)`; errors are reported, not raised (we are in a callback). */
-static void cancel_task(thrasks_state *st, PyObject *task, PyObject *msg)
+void runner_post_start(WorkerObject *w, JobObject *job)
 {
-    PyObject *r = msg ? PyObject_CallMethodOneArg(task, st->s_cancel, msg)
-                      : PyObject_CallMethodNoArgs(task, st->s_cancel);
+    /* relaxed: a statistic */
+    atomic_fetch_add_explicit(&w->inbox_len, 1, memory_order_relaxed);
+    post_done(w, disp_stack_push(&w->starts, &job->start_node)); /* the stack owns our job ref */
+}
+
+void runner_post_cancel(WorkerObject *w, JobObject *job)
+{
+    /* acq_rel: one request queued at a time; pairs with the release store of 0 by the worker once
+     * it has read the node, so the node is free again before we push it. */
+    if (atomic_exchange_explicit(&job->cancel_queued, 1, memory_order_acq_rel) != 0) {
+        return; /* one is queued: the worker reads the (first) message when it handles it */
+    }
+    Py_INCREF(job); /* the stack owns one job reference */
+    post_done(w, disp_stack_push(&w->cancels, &job->cancel_node));
+}
+
+void runner_post_serve(WorkerObject *w, runner_serve_token *tok)
+{
+    post_done(w, disp_stack_push(&w->serves, &tok->node)); /* the stack owns tok's owner ref */
+}
+
+void runner_post_relay(WorkerObject *w, JobObject *job)
+{
+    post_done(w, disp_stack_push(&w->relays, &job->relay_node)); /* the stack owns our job ref */
+}
+
+void runner_post_stop(WorkerObject *w)
+{
+    /* acq_rel: the first request wakes the worker; pairs with the acquire load in worker_drain */
+    if (atomic_exchange_explicit(&w->stop_requested, 1, memory_order_acq_rel) == 0) {
+        wakefd_signal(w);
+    }
+}
+
+int runner_is_dead(WorkerObject *w)
+{
+    return atomic_load_explicit(&w->dead, memory_order_acquire); /* pairs with worker_die */
+}
+
+/* Worker thread, once: stop taking the mailbox and resolve what is in it (and whatever is posted
+ * later, by the posters themselves). */
+static void worker_die(WorkerObject *w, PyObject *cause)
+{
+    if (atomic_load_explicit(&w->dead, memory_order_relaxed)) { /* only this thread writes it */
+        return;
+    }
+    w->death_cause = Py_XNewRef(cause);
+    /* release: publishes death_cause to posters that acquire dead (post_done) */
+    atomic_store_explicit(&w->dead, 1, memory_order_release);
+    /* seq_cst: pairs with the fence in post_done (see there). */
+    THRASKS_FENCE_SEQ_CST();
+    orphan_mailbox(w);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * running jobs (worker thread)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* `task.cancel(msg)`; errors are reported, not raised (we are in a loop callback). */
+static void cancel_task(WorkerObject *w, PyObject *task, PyObject *msg)
+{
+    PyObject *r = msg ? PyObject_CallMethodOneArg(task, w->st->s_cancel, msg)
+                      : PyObject_CallMethodNoArgs(task, w->st->s_cancel);
     if (r == NULL) {
         PyErr_WriteUnraisable(task);
     }
     Py_XDECREF(r);
 }
 
-/* Worker thread: `task.cancel(msg)` from the next loop iteration, after the task's first step
- * (scheduled when it was created) has run. */
+/* `task.cancel(msg)` from the next loop iteration, after the task's first step has run. */
 static void cancel_task_soon(WorkerObject *w, PyObject *task, PyObject *msg)
 {
-    PyObject *cancel = PyObject_GetAttr(task, w->st->s_cancel);
+    PyObject *cancel = FAULT_PY() ? NULL : PyObject_GetAttr(task, w->st->s_cancel);
     PyObject *args[3] = {w->loop, cancel, msg};
     PyObject *r = cancel ? PyObject_VectorcallMethod(w->st->s_call_soon, args,
                                                      (msg ? 3 : 2) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
                          : NULL;
     if (r == NULL) {
-        PyErr_WriteUnraisable(task);
-        cancel_task(w->st, task, msg);
+        PyErr_Clear();
+        cancel_task(w, task, msg); /* at once, then: the cancellation itself must not be lost */
     }
     Py_XDECREF(r);
     Py_XDECREF(cancel);
 }
 
-/* Worker thread: start the job's coroutine as a Task on this loop. Takes the message's job ref. */
-static void start_job(WorkerObject *w, PyObject *job)
+/* Start the job's coroutine as a Task on this loop. Takes the worker side's job reference.
+ * `tok`: the QUEUE serve token it came from, or NULL. */
+static void start_job(WorkerObject *w, JobObject *job, runner_serve_token *tok)
 {
     thrasks_state *st = w->st;
-    JobData *jd = job_data(st, job);
     if (w->stopping) {
-        bridge_orphan_job(st, job);
+        job_abandon(job, NULL);
         return;
     }
-    /* coro was written by the creator before the push; the inbox's release/acquire hands it over. */
-    PyObject *coro = jd->coro;
-    jd->coro = NULL;
-    PyObject *args[5] = {NULL, coro, w->loop, jd->name ? jd->name : Py_None, jd->context};
-    PyObject *task = PyObject_Vectorcall(st->task_type, args + 1,
-                                         1 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kw_task);
-    Py_DECREF(coro);
+    PyObject *coro = job_take_coro(job);
+    if (coro == NULL) { /* cannot happen: a job is started once */
+        job_finished(job, OUTCOME_CANCELLED, NULL);
+        return;
+    }
+    PyObject *args[5] = {NULL, coro, w->loop, job->name ? job->name : Py_None, job->context};
+    PyObject *task = FAULT_PY() ? NULL
+                                : PyObject_Vectorcall(st->task_type, args + 1,
+                                                      1 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kw_task);
     if (task == NULL) {
-        bridge_complete(st, job, OUTCOME_EXCEPTION, PyErr_GetRaisedException());
+        job_close_coro(st, coro); /* it never ran: no "never awaited" warning */
+        Py_DECREF(coro);
+        job_finished(job, OUTCOME_EXCEPTION, PyErr_GetRaisedException());
         return;
     }
-    /* The running dict owns a job reference until the task is done (taken from the message). */
-    if (PyDict_SetItem(w->running, task, job) < 0) {
+    Py_DECREF(coro);
+    /* The running dict takes the worker side's job reference over until the task is done. */
+    if (FAULT_PY() || PyDict_SetItem(w->running, task, (PyObject *)job) < 0) {
         goto fail;
     }
-    PyObject *cb_args[4] = {NULL, task, w->done_cb, jd->context};
-    PyObject *r = PyObject_VectorcallMethod(st->s_add_done_callback, cb_args + 1,
-                                            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kw_context);
+    PyObject *cb_args[4] = {NULL, task, w->done_cb, job->context};
+    PyObject *r = FAULT_PY() ? NULL
+                             : PyObject_VectorcallMethod(st->s_add_done_callback, cb_args + 1,
+                                                         2 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kw_context);
     if (r == NULL) {
+        PyObject *exc = PyErr_GetRaisedException();
         (void)PyDict_DelItem(w->running, task);
+        PyErr_Clear();
+        PyErr_SetRaisedException(exc);
         goto fail;
     }
     Py_DECREF(r);
-    jd->task = task; /* worker thread only from here on */
-    Py_INCREF(w);
-    jd->worker = w;
-    int expected = JOB_PENDING;
-    /* acq_rel: release publishes task/worker to a canceller that acquires RUNNING (job_request_cancel);
-     * acquire on failure makes the cancel message written before CANCEL_PENDING visible. */
-    if (!atomic_compare_exchange_strong_explicit(&jd->state, &expected, JOB_RUNNING,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        PyObject *msg = atomic_load_explicit(&jd->cancel_msg, memory_order_acquire);
-        /* relaxed: ordered by the acquire on the failed CAS (the flag is set before CANCEL_PENDING) */
-        if (atomic_load_explicit(&jd->cancel_deferred, memory_order_relaxed)) {
-            cancel_task_soon(w, task, msg);
-        }
-        else {
-            cancel_task(st, task, msg);
-        }
-        /* release: pairs with the acquire load in job_request_cancel (task/worker visible). */
-        atomic_store_explicit(&jd->state, JOB_RUNNING, memory_order_release);
+    Py_DECREF(job); /* the dict holds it now */
+    if (tok != NULL) {
+        job->runner_token = tok;
+        /* relaxed: a load figure for balance decisions; no data is published through it */
+        atomic_fetch_add_explicit(&tok->in_flight, 1, memory_order_relaxed);
     }
-    Py_DECREF(job);
+    /* relaxed: statistics (loop_runner.h) */
+    atomic_fetch_add_explicit(&w->stats.started, 1, memory_order_relaxed);
+    switch (job_started(job, task, (PyObject *)w)) {
+    case JOB_START_CANCEL:
+        cancel_task(w, task, job_cancel_msg(job));
+        break;
+    case JOB_START_CANCEL_SOON:
+        cancel_task_soon(w, task, job_cancel_msg(job));
+        break;
+    default:
+        break;
+    }
+    Py_DECREF(task);
     return;
 fail:
     /* The task exists but cannot be tracked: cancel it so it does not run unobserved. */
     {
         PyObject *exc = PyErr_GetRaisedException();
-        cancel_task(st, task, NULL);
+        cancel_task(w, task, NULL);
         Py_DECREF(task);
-        bridge_complete(st, job, OUTCOME_EXCEPTION, exc);
-    }
-}
-
-static int schedule_serve(WorkerObject *w)
-{
-    if (w->serve_scheduled) {
-        return 0;
-    }
-    PyObject *r = PyObject_CallMethodOneArg(w->loop, w->st->s_call_soon, w->serve_cb);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    w->serve_scheduled = 1;
-    return 0;
-}
-
-/* Worker thread: MSG_SERVE. Takes the message's group reference. */
-static void start_serving(WorkerObject *w, serve_token *tok)
-{
-    GroupObject *g = tok->group;
-    if (w->stopping) {
-        bridge_orphan_serve(w->st, g);
-        return;
-    }
-    for (size_t i = 0; i < w->n_serving; i++) {
-        if (w->serving[i].group == (PyObject *)g && w->serving[i].slot == tok->slot) {
-            Py_DECREF(g); /* already serving this slot: the notification was spurious */
-            return;
-        }
-    }
-    if (w->n_serving == w->cap_serving) {
-        size_t cap = w->cap_serving ? 2 * w->cap_serving : 8;
-        void *p = PyMem_Realloc(w->serving, cap * sizeof *w->serving);
-        if (p == NULL) {
-            bridge_orphan_serve(w->st, g);
-            PyErr_NoMemory();
-            PyErr_WriteUnraisable((PyObject *)w);
-            return;
-        }
-        w->serving = p;
-        w->cap_serving = cap;
-    }
-    w->serving[w->n_serving].group = (PyObject *)g; /* keeps the message's reference */
-    w->serving[w->n_serving].slot = tok->slot;
-    w->n_serving++;
-    if (schedule_serve(w) < 0) {
-        PyErr_WriteUnraisable((PyObject *)w);
-    }
-}
-
-static void stop_serving_all(WorkerObject *w)
-{
-    while (w->n_serving > 0) {
-        w->n_serving--;
-        bridge_orphan_serve(w->st, (GroupObject *)w->serving[w->n_serving].group);
+        job_finished(job, OUTCOME_EXCEPTION, exc);
     }
 }
 
@@ -284,21 +362,164 @@ static void stop_loop(WorkerObject *w)
     Py_XDECREF(r);
 }
 
-/* Worker thread: MSG_STOP. Cancel what runs; the loop stops when the last task has finished. */
+/* Done callback of every task this worker runs. */
+static PyObject *worker_task_done(PyObject *op, PyObject *task)
+{
+    WorkerObject *w = (WorkerObject *)op;
+    thrasks_state *st = w->st;
+    PyObject *item = NULL;
+    int found = PyDict_Pop(w->running, task, &item);
+    if (found < 0) {
+        return NULL;
+    }
+    if (found == 0) {
+        Py_RETURN_NONE; /* not tracked any more: its job was resolved when the worker died */
+    }
+    JobObject *job = (JobObject *)item;
+    /* One call in the common case: result() returns the value, or raises the task's exception
+     * (which also marks it retrieved: the owner reports it) or CancelledError. */
+    int kind = OUTCOME_RESULT;
+    PyObject *outcome = PyObject_CallMethodNoArgs(task, st->s_result);
+    if (outcome == NULL) {
+        kind = OUTCOME_EXCEPTION;
+        outcome = PyErr_GetRaisedException();
+        if (PyErr_GivenExceptionMatches(outcome, st->cancelled_error)) {
+            PyObject *r = PyObject_CallMethodNoArgs(task, st->s_cancelled);
+            if (r == Py_True) {
+                kind = OUTCOME_CANCELLED;
+                Py_CLEAR(outcome);
+            }
+            else if (r == NULL) {
+                PyErr_Clear(); /* keep the CancelledError as the exception: the outcome is known */
+            }
+            Py_XDECREF(r);
+        }
+    }
+    runner_serve_token *tok = job->runner_token;
+    if (tok != NULL) {
+        job->runner_token = NULL;
+        atomic_fetch_sub_explicit(&tok->in_flight, 1, memory_order_relaxed); /* see start_job */
+    }
+    /* relaxed: statistics */
+    atomic_fetch_add_explicit(kind == OUTCOME_RESULT      ? &w->stats.finished
+                              : kind == OUTCOME_CANCELLED ? &w->stats.cancelled
+                                                          : &w->stats.failed,
+                              1, memory_order_relaxed);
+    job_finished(job, kind, outcome);
+    if (tok != NULL) {
+        wakefd_signal(w); /* a slot of ours got room: look at the queue again */
+    }
+    if (w->stopping && PyDict_GET_SIZE(w->running) == 0) {
+        stop_loop(w);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * QUEUE mode: serving shared queues (worker thread)
+ * ---------------------------------------------------------------------------------------------- */
+
+static void start_serving(WorkerObject *w, runner_serve_token *tok)
+{
+    if (w->stopping) {
+        orphan_serve(w, tok, NULL);
+        return;
+    }
+    for (runner_serve_token *t = w->serving; t != NULL; t = t->serving_next) {
+        if (t == tok) {
+            Py_DECREF(tok->owner); /* already serving it: the notification was spurious */
+            return;
+        }
+    }
+    tok->serving_next = w->serving;
+    w->serving = tok; /* keeps the message's owner reference */
+}
+
+/* May this worker take another job from tok's queue now? (balance rule in loop_runner.h) */
+static int may_take(runner_serve_token *tok, long long now)
+{
+    /* relaxed loads here: load figures for a heuristic; the queue itself publishes the jobs */
+    long mine = atomic_load_explicit(&tok->in_flight, memory_order_relaxed);
+    if (mine == 0) {
+        return 1;
+    }
+    for (size_t i = 0; i < tok->n_siblings; i++) {
+        runner_serve_token *s = &tok->siblings[i];
+        if (s == tok || atomic_load_explicit(&s->in_flight, memory_order_relaxed) >= mine ||
+            disp_shared_slot_state(tok->shared, s->slot) != DISP_SLOT_ACTIVE) {
+            continue;
+        }
+        long long look = atomic_load_explicit(&s->last_look_ns, memory_order_relaxed);
+        long long notified = atomic_load_explicit(&s->notified_ns, memory_order_relaxed);
+        if (now - look < SERVE_BUSY_NS || (notified > look && now - notified < NOTIFY_GRACE_NS)) {
+            return 0; /* a less loaded, responsive worker will take it */
+        }
+    }
+    return 1;
+}
+
+/* One round: take at most one job from each queue served, if the balance rule allows. */
+static void serve_round(WorkerObject *w)
+{
+    if (w->serving == NULL) {
+        return;
+    }
+    long long now = now_ns();
+    long queued = 0;
+    runner_serve_token **link = &w->serving;
+    while (*link != NULL) {
+        runner_serve_token *tok = *link;
+        atomic_store_explicit(&tok->last_look_ns, now, memory_order_relaxed); /* see may_take */
+        void *item = NULL;
+        if (!mpmc_empty_approx(&tok->shared->q) && !may_take(tok, now)) {
+            link = &tok->serving_next; /* keep serving; look again next round */
+            queued += (long)mpmc_size_approx(&tok->shared->q);
+            continue;
+        }
+        if (disp_shared_pop(tok->shared, tok->slot, &item) == DISP_ITEM) {
+            start_job(w, (JobObject *)item, tok);
+            queued += (long)mpmc_size_approx(&tok->shared->q);
+            link = &tok->serving_next;
+        }
+        else { /* parked: a producer will notify us again */
+            *link = tok->serving_next;
+            tok->serving_next = NULL;
+            Py_DECREF(tok->owner);
+        }
+    }
+    atomic_store_explicit(&w->shared_len, queued, memory_order_relaxed); /* a statistic */
+    if (w->serving != NULL) {
+        /* Look again on the next loop iteration, after what is ready now has run: a worker that
+         * is busy computing or blocked therefore takes nothing more meanwhile. */
+        wakefd_signal(w);
+    }
+}
+
+static void stop_serving_all(WorkerObject *w, PyObject *cause)
+{
+    while (w->serving != NULL) {
+        runner_serve_token *tok = w->serving;
+        w->serving = tok->serving_next;
+        tok->serving_next = NULL;
+        orphan_serve(w, tok, cause);
+    }
+}
+
+/* MSG stop: cancel what runs; the loop stops when the last task has finished. */
 static void begin_stop(WorkerObject *w)
 {
     if (w->stopping) {
         return;
     }
     w->stopping = 1;
-    stop_serving_all(w);
+    stop_serving_all(w, NULL);
     PyObject *tasks = PyDict_Keys(w->running);
     if (tasks == NULL) {
         PyErr_WriteUnraisable((PyObject *)w);
     }
     else {
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tasks); i++) {
-            cancel_task(w->st, PyList_GET_ITEM(tasks, i), NULL);
+            cancel_task(w, PyList_GET_ITEM(tasks, i), NULL);
         }
         Py_DECREF(tasks);
     }
@@ -307,111 +528,140 @@ static void begin_stop(WorkerObject *w)
     }
 }
 
-static void handle_message(WorkerObject *w, void *msg)
-{
-    void *p = msg_ptr(msg);
-    switch (msg_tag(msg)) {
-    case MSG_START:
-        start_job(w, (PyObject *)p);
-        break;
-    case MSG_CANCEL: {
-        JobData *jd = job_data(w->st, (PyObject *)p);
-        if (jd->task != NULL) { /* NULL once done: task is a worker-thread-only field */
-            cancel_task(w->st, jd->task, atomic_load_explicit(&jd->cancel_msg, memory_order_acquire));
-        }
-        Py_DECREF((PyObject *)p);
-        break;
-    }
-    case MSG_SERVE:
-        start_serving(w, (serve_token *)p);
-        break;
-    default:
-        begin_stop(w);
-        break;
-    }
-}
-
-/* ------------------------------------------------------------------------------------------------
- * Worker methods (all run on the worker's own thread)
- * ---------------------------------------------------------------------------------------------- */
-
+/* The reader callback of the wake-up fd: take the mailbox, serve the shared queues. */
 static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     WorkerObject *w = (WorkerObject *)op;
-    /* Consume the fd BEFORE clearing the flag: a producer whose exchange reads 0 after our
-     * clear writes the fd after this read, so we are woken again. The other order loses that
-     * wake-up for good (the fd is read, the flag stays 1, later producers never signal). */
+    /* Consume the fd BEFORE taking the stacks (loop_runner.h). */
     wakefd_consume(w);
-    disp_inbox_begin_drain(&w->inbox);
-    void *msg;
-    while ((msg = disp_inbox_pop(&w->inbox)) != NULL) {
-        handle_message(w, msg);
+    for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
+        runner_serve_token *tok = disp_container_of(n, runner_serve_token, node);
+        n = n->next;
+        start_serving(w, tok);
+    }
+    long taken = 0;
+    for (disp_node *n = disp_stack_take_all(&w->starts); n != NULL; taken++) {
+        JobObject *job = disp_container_of(n, JobObject, start_node);
+        n = n->next;
+        start_job(w, job, NULL);
+    }
+    if (taken > 0) {
+        atomic_fetch_sub_explicit(&w->inbox_len, taken, memory_order_relaxed); /* a statistic */
+    }
+    for (disp_node *n = disp_stack_take_all(&w->cancels); n != NULL;) {
+        JobObject *job = disp_container_of(n, JobObject, cancel_node);
+        n = n->next;
+        /* release: we are done with the node; pairs with the acq_rel exchange in runner_post_cancel */
+        atomic_store_explicit(&job->cancel_queued, 0, memory_order_release);
+        if (job->task != NULL) { /* NULL once done: task is a worker-thread-only field */
+            cancel_task(w, job->task, job_cancel_msg(job));
+        }
+        Py_DECREF(job);
+    }
+    for (disp_node *n = disp_stack_take_all(&w->relays); n != NULL;) {
+        JobObject *job = disp_container_of(n, JobObject, relay_node);
+        n = n->next;
+        job_relay_arrived(job, 1);
+    }
+    serve_round(w);
+    /* acquire: pairs with the acq_rel exchange in runner_post_stop */
+    if (atomic_load_explicit(&w->stop_requested, memory_order_acquire)) {
+        begin_stop(w);
     }
     Py_RETURN_NONE;
 }
 
-/* QUEUE mode: take one job from each group served, then yield to the loop (call_soon) so the jobs
- * just started, and everything else ready, run before more are taken. A worker whose loop is busy
- * (blocked or computing) therefore leaves the shared queue to the others. */
-static PyObject *worker_serve(PyObject *op, PyObject *Py_UNUSED(ignored))
+/* ------------------------------------------------------------------------------------------------
+ * the thread
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Is `exc` (a KeyboardInterrupt or SystemExit out of run_forever) the outcome of one of our
+ * tasks? Then asyncio has set it on the task, and its done callback reports it: not a death. */
+static int is_task_outcome(WorkerObject *w, PyObject *exc)
 {
-    WorkerObject *w = (WorkerObject *)op;
-    w->serve_scheduled = 0;
-    for (size_t i = w->n_serving; i-- > 0;) {
-        GroupObject *g = (GroupObject *)w->serving[i].group;
-        void *item;
-        if (disp_shared_pop(&g->shared, w->serving[i].slot, &item) == DISP_ITEM) {
-            start_job(w, (PyObject *)item);
-        }
-        else { /* parked: a producer will send MSG_SERVE again */
-            w->serving[i] = w->serving[--w->n_serving];
-            Py_DECREF(g);
-        }
+    PyObject *tasks = PyDict_Keys(w->running);
+    if (tasks == NULL) {
+        PyErr_Clear();
+        return 0;
     }
-    if (w->n_serving > 0 && schedule_serve(w) < 0) {
-        return NULL;
+    int found = 0;
+    for (Py_ssize_t i = 0; !found && i < PyList_GET_SIZE(tasks); i++) {
+        PyObject *task = PyList_GET_ITEM(tasks, i);
+        PyObject *done = PyObject_CallMethodNoArgs(task, w->st->s_done);
+        if (done == Py_True) {
+            /* exception() marks it retrieved; the done callback calls result() anyway */
+            PyObject *e = PyObject_CallMethod(task, "exception", NULL);
+            found = (e == exc);
+            Py_XDECREF(e);
+        }
+        Py_XDECREF(done);
+        PyErr_Clear();
     }
-    Py_RETURN_NONE;
+    Py_DECREF(tasks);
+    return found;
 }
 
-/* Done callback of every task this worker runs. */
-static PyObject *worker_task_done(PyObject *op, PyObject *task)
+/* The loop died with `cause`: resolve every job (running ones first), then try to let the tasks
+ * finish cancelling on the loop, bounded, so their coroutines' finally blocks run if they can. */
+static void worker_died(WorkerObject *w, PyObject *cause)
 {
-    WorkerObject *w = (WorkerObject *)op;
-    thrasks_state *st = w->st;
-    PyObject *job = NULL;
-    if (PyDict_Pop(w->running, task, &job) <= 0) {
-        return NULL; /* not ours (cannot happen) or error */
+    worker_die(w, cause); /* the mailbox: inbox, cancels, serves */
+    stop_serving_all(w, cause); /* their queued jobs fail with the cause too (orphan_serve) */
+    PyObject *items = PyDict_Items(w->running);
+    if (items == NULL) {
+        PyErr_WriteUnraisable((PyObject *)w);
+        return;
     }
-    JobData *jd = job_data(st, job);
-    /* One call in the common case: result() returns the value, or raises the task's exception
-     * (which also marks it retrieved: the caller's side reports it) or CancelledError. */
-    int kind = OUTCOME_RESULT;
-    PyObject *r = NULL;
-    PyObject *outcome = PyObject_CallMethodNoArgs(task, st->s_result);
-    if (outcome == NULL) {
-        kind = OUTCOME_EXCEPTION;
-        outcome = PyErr_GetRaisedException();
-        if (PyErr_GivenExceptionMatches(outcome, st->cancelled_error)) {
-            r = PyObject_CallMethodNoArgs(task, st->s_cancelled);
-            if (r == Py_True) {
-                kind = OUTCOME_CANCELLED;
-                Py_CLEAR(outcome);
-            }
-            else if (r == NULL) {
-                PyErr_WriteUnraisable(task);
-            }
+    PyDict_Clear(w->running);
+    PyObject *tasks = PyList_New(0);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        PyObject *task = PyTuple_GET_ITEM(pair, 0);
+        JobObject *job = (JobObject *)Py_NewRef(PyTuple_GET_ITEM(pair, 1)); /* the dict's ref */
+        runner_serve_token *tok = job->runner_token;
+        if (tok != NULL) {
+            job->runner_token = NULL;
+            atomic_fetch_sub_explicit(&tok->in_flight, 1, memory_order_relaxed); /* see start_job */
+        }
+        job_abandon(job, death_error(w, cause));
+        if (tasks != NULL && PyList_Append(tasks, task) == 0) {
+            cancel_task(w, task, NULL);
         }
     }
-    Py_XDECREF(r);
-    Py_CLEAR(jd->task);
-    /* release: pairs with the acquire load in job_request_cancel (no MSG_CANCEL needed any more). */
-    atomic_store_explicit(&jd->state, JOB_DONE, memory_order_release);
-    bridge_complete(st, job, kind, outcome);
-    if (w->stopping && PyDict_GET_SIZE(w->running) == 0) {
-        stop_loop(w);
+    Py_DECREF(items);
+    if (tasks != NULL && PyList_GET_SIZE(tasks) > 0) {
+        PyObject *asyncio = PyImport_ImportModule("asyncio");
+        PyObject *wait = asyncio ? PyObject_CallMethod(asyncio, "wait", "Od", tasks, 1.0) : NULL;
+        PyObject *r = wait ? PyObject_CallMethodOneArg(w->loop, w->st->s_run_until_complete, wait) : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(wait);
+        Py_XDECREF(asyncio);
+        PyErr_Clear(); /* best effort: the loop may be unusable */
     }
-    Py_RETURN_NONE;
+    Py_XDECREF(tasks);
+    PyErr_Clear();
+}
+
+void runner_forsake(WorkerObject *w, PyObject *cause)
+{
+    if (atomic_load_explicit(&w->dead, memory_order_relaxed)) { /* the child's only thread */
+        return;
+    }
+    w->death_text = "does not exist in this process (it belonged to the parent of an os.fork())";
+    worker_die(w, cause);
+    stop_serving_all(w, cause);
+    PyObject *items = PyDict_Items(w->running);
+    if (items == NULL) {
+        PyErr_WriteUnraisable((PyObject *)w);
+        return;
+    }
+    PyDict_Clear(w->running);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        JobObject *job = (JobObject *)Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1));
+        job->runner_token = NULL;
+        job_abandon(job, death_error(w, cause));
+    }
+    Py_DECREF(items);
 }
 
 /* Run `loop.run_until_complete(loop.<name>())`, reporting (not raising) errors. */
@@ -426,69 +676,102 @@ static void run_cleanup(WorkerObject *w, PyObject *name)
     Py_XDECREF(r);
 }
 
-static void worker_die(WorkerObject *w)
-{
-    atomic_store_explicit(&w->dead, 1, memory_order_relaxed);
-    /* seq_cst fence: pairs with the fence in runner_post (see loop_runner.h). */
-    atomic_thread_fence(memory_order_seq_cst);
-    drain_orphans(w);
-}
-
 /* The thread body: threading.Thread(target=worker._run). */
 static PyObject *worker_run(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     WorkerObject *w = (WorkerObject *)op;
     thrasks_state *st = w->st;
+    if (pthread_getcpuclockid(pthread_self(), &w->stats.cpu_clock) == 0) {
+        /* release: publishes cpu_clock to runner_stats_dict's acquire */
+        atomic_store_explicit(&w->stats.cpu_clock_ok, 1, memory_order_release);
+    }
+    atomic_store_explicit(&w->stats.started_ns, now_ns(), memory_order_relaxed); /* a statistic */
+    current_worker = w;
+    PyObject *cause = NULL;
     PyObject *fd = PyLong_FromLong(w->read_fd);
     PyObject *r = fd ? PyObject_CallMethodObjArgs(w->loop, st->s_add_reader, fd, w->drain_cb, NULL) : NULL;
     if (r == NULL) {
-        Py_XDECREF(fd);
-        worker_die(w);
-        return NULL;
+        cause = PyErr_GetRaisedException();
+        worker_died(w, cause);
+        goto close;
     }
     Py_DECREF(r);
     for (;;) {
         r = PyObject_CallMethodNoArgs(w->loop, st->s_run_forever);
         if (r != NULL) {
             Py_DECREF(r);
+            if (w->stopping && PyDict_GET_SIZE(w->running) == 0) {
+                break;
+            }
+            continue; /* someone else stopped the loop (a task called loop.stop()): keep serving */
         }
-        else if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-                 PyErr_ExceptionMatches(PyExc_SystemExit)) {
-            /* A task raised it: asyncio set it on the task (its done callback reports it to the
-             * caller, like asyncio.TaskGroup re-raises it) and re-raised it out of the loop. */
-            PyErr_Clear();
+        PyObject *exc = PyErr_GetRaisedException();
+        if ((PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt) ||
+             PyErr_GivenExceptionMatches(exc, PyExc_SystemExit)) && is_task_outcome(w, exc)) {
+            Py_DECREF(exc); /* a task raised it: its done callback reports it to the owner */
             continue;
         }
-        else {
-            PyErr_WriteUnraisable((PyObject *)w);
-            break;
-        }
-        if (w->stopping && PyDict_GET_SIZE(w->running) == 0) {
-            break;
-        }
-        /* Someone else stopped the loop (a task called loop.stop()): keep serving. */
+        cause = exc; /* anything else that escapes the loop kills the worker */
+        worker_died(w, cause);
+        break;
     }
     r = PyObject_CallMethodOneArg(w->loop, st->s_remove_reader, fd);
     Py_XDECREF(r);
-    if (r == NULL) {
-        PyErr_WriteUnraisable((PyObject *)w);
+    PyErr_Clear(); /* the loop may be broken (a dead worker); nothing to report */
+    if (cause == NULL) {
+        run_cleanup(w, st->s_shutdown_asyncgens);
+        run_cleanup(w, st->s_shutdown_default_executor);
+        worker_die(w, NULL);
     }
-    Py_DECREF(fd);
-    run_cleanup(w, st->s_shutdown_asyncgens);
-    run_cleanup(w, st->s_shutdown_default_executor);
-    worker_die(w);
+close:
+    Py_XDECREF(fd);
     r = PyObject_CallMethodNoArgs(w->loop, st->s_close);
     if (r == NULL) {
         PyErr_WriteUnraisable((PyObject *)w);
     }
     Py_XDECREF(r);
+    current_worker = NULL;
+    if (cause != NULL) {
+        /* Say so once, like an exception escaping any thread, but keep running the process. */
+        PyErr_SetRaisedException(cause);
+        PyErr_WriteUnraisable((PyObject *)w);
+    }
     Py_RETURN_NONE;
 }
 
 static PyMethodDef worker_drain_def = {"_drain", worker_drain, METH_NOARGS, NULL};
-static PyMethodDef worker_serve_def = {"_serve", worker_serve, METH_NOARGS, NULL};
 static PyMethodDef worker_done_def = {"_task_done", worker_task_done, METH_O, NULL};
 static PyMethodDef worker_run_def = {"_run", worker_run, METH_NOARGS, NULL};
+
+/* ------------------------------------------------------------------------------------------------
+ * the Worker type
+ * ---------------------------------------------------------------------------------------------- */
+
+PyObject *runner_stats_dict(WorkerObject *w)
+{
+    /* relaxed loads: statistics, each a recent value of its own (loop_runner.h) */
+    unsigned long long started = atomic_load_explicit(&w->stats.started, memory_order_relaxed);
+    unsigned long long finished = atomic_load_explicit(&w->stats.finished, memory_order_relaxed);
+    unsigned long long failed = atomic_load_explicit(&w->stats.failed, memory_order_relaxed);
+    unsigned long long cancelled = atomic_load_explicit(&w->stats.cancelled, memory_order_relaxed);
+    long long t0 = atomic_load_explicit(&w->stats.started_ns, memory_order_relaxed);
+    double wall = t0 ? (double)(now_ns() - t0) * 1e-9 : 0.0;
+    double busy = 0.0;
+    struct timespec ts;
+    /* acquire: pairs with the release store in worker_run (cpu_clock written) */
+    if (atomic_load_explicit(&w->stats.cpu_clock_ok, memory_order_acquire) && !runner_is_dead(w) &&
+        clock_gettime(w->stats.cpu_clock, &ts) == 0) {
+        busy = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    unsigned long long done = finished + failed + cancelled;
+    return Py_BuildValue("{s:N,s:K,s:K,s:K,s:K,s:K,s:l,s:l,s:d,s:d,s:O}", "thread", Py_NewRef(w->name),
+                         "started", started, "finished", finished, "failed", failed, "cancelled",
+                         cancelled, "running", started >= done ? started - done : 0ULL, "inbox",
+                         atomic_load_explicit(&w->inbox_len, memory_order_relaxed), "shared_queue",
+                         atomic_load_explicit(&w->shared_len, memory_order_relaxed), "busy_seconds", busy,
+                         "idle_seconds", wall > busy ? wall - busy : 0.0, "alive",
+                         runner_is_dead(w) ? Py_False : Py_True);
+}
 
 static int worker_traverse(PyObject *op, visitproc visit, void *arg)
 {
@@ -497,12 +780,13 @@ static int worker_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(w->module);
     Py_VISIT(w->loop);
     Py_VISIT(w->thread);
+    Py_VISIT(w->name);
     Py_VISIT(w->drain_cb);
-    Py_VISIT(w->serve_cb);
     Py_VISIT(w->done_cb);
     Py_VISIT(w->running);
-    for (size_t i = 0; i < w->n_serving; i++) {
-        Py_VISIT(w->serving[i].group);
+    Py_VISIT(w->death_cause);
+    for (runner_serve_token *t = w->serving; t != NULL; t = t->serving_next) {
+        Py_VISIT(t->owner);
     }
     return 0;
 }
@@ -511,13 +795,15 @@ static int worker_clear(PyObject *op)
 {
     WorkerObject *w = (WorkerObject *)op;
     Py_CLEAR(w->drain_cb);
-    Py_CLEAR(w->serve_cb);
     Py_CLEAR(w->done_cb);
     Py_CLEAR(w->thread);
     Py_CLEAR(w->running);
-    while (w->n_serving > 0) {
-        w->n_serving--;
-        Py_CLEAR(w->serving[w->n_serving].group);
+    Py_CLEAR(w->death_cause);
+    while (w->serving != NULL) {
+        runner_serve_token *tok = w->serving;
+        w->serving = tok->serving_next;
+        tok->serving_next = NULL;
+        Py_DECREF(tok->owner);
     }
     return 0;
 }
@@ -527,15 +813,16 @@ static void worker_dealloc(PyObject *op)
     WorkerObject *w = (WorkerObject *)op;
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
-    worker_clear(op);
-    if (w->inbox_inited) {
-        /* Only reachable once the thread has finished (the thread holds a reference): anything
-         * still queued was posted after the final drain, and runner_post resolved it already. */
-        disp_inbox_destroy(&w->inbox);
+    /* Only reachable once the thread has finished (it holds a reference): the mailbox was taken
+     * by worker_die, and later posts resolved themselves. A worker whose thread never started
+     * resolves what it holds here. */
+    if (!atomic_load_explicit(&w->dead, memory_order_relaxed)) {
+        worker_die(w, NULL);
     }
-    PyMem_Free(w->serving);
+    worker_clear(op);
     wakefd_close(w);
     Py_CLEAR(w->loop);
+    Py_CLEAR(w->name);
     Py_CLEAR(w->module);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -552,18 +839,15 @@ static PyObject *worker_get_thread(PyObject *op, void *Py_UNUSED(c))
     return Py_NewRef(w->thread ? w->thread : Py_None);
 }
 
-/* Diagnostics (tests and debugging): (queued messages, wake pending). Approximate by nature. */
-static PyObject *worker_get_inbox_state(PyObject *op, void *Py_UNUSED(c))
+static PyObject *worker_get_alive(PyObject *op, void *Py_UNUSED(c))
 {
-    WorkerObject *w = (WorkerObject *)op;
-    return Py_BuildValue("(ni)", (Py_ssize_t)mpmc_size_approx(&w->inbox.q),
-                         atomic_load_explicit(&w->inbox.wake_pending, memory_order_relaxed));
+    return PyBool_FromLong(!runner_is_dead((WorkerObject *)op));
 }
 
 static PyGetSetDef worker_getset[] = {
-    {"_inbox_state", worker_get_inbox_state, NULL, NULL, NULL},
     {"loop", worker_get_loop, NULL, "The worker's event loop.", NULL},
     {"thread", worker_get_thread, NULL, "The threading.Thread running the worker.", NULL},
+    {"alive", worker_get_alive, NULL, "False once the worker stopped or died.", NULL},
     {NULL},
 };
 
@@ -584,10 +868,50 @@ PyType_Spec runner_worker_spec = {
     .slots = worker_slots,
 };
 
-/* Create worker `index` with its loop and start its thread. Called with pool->lock held. */
-static WorkerObject *worker_start(PoolObject *pool, size_t index)
+/* The loop from loop_factory(), checked: an asyncio event loop, neither running nor closed. */
+static PyObject *make_loop(thrasks_state *st, PyObject *loop_factory)
 {
-    thrasks_state *st = pool->st;
+    if (loop_factory == NULL || loop_factory == Py_None) {
+        return FAULT_PY() ? NULL : PyObject_CallNoArgs(st->new_event_loop);
+    }
+    PyObject *loop = PyObject_CallNoArgs(loop_factory);
+    if (loop == NULL) {
+        return NULL;
+    }
+    int ok = PyObject_IsInstance(loop, st->abstract_loop_type);
+    if (ok <= 0) {
+        if (ok == 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "loop_factory must return an asyncio event loop (an asyncio.AbstractEventLoop), "
+                         "got %.100s from %R",
+                         Py_TYPE(loop)->tp_name, loop_factory);
+        }
+        Py_DECREF(loop);
+        return NULL;
+    }
+    PyObject *running = PyObject_CallMethod(loop, "is_running", NULL);
+    PyObject *closed = running ? PyObject_CallMethodNoArgs(loop, st->s_is_closed) : NULL;
+    int bad = running == NULL || closed == NULL || running == Py_True || closed == Py_True;
+    if (bad && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_ValueError,
+                     "loop_factory must return a new event loop, not one that is %s: got %R",
+                     running == Py_True ? "running" : "closed", loop);
+    }
+    Py_XDECREF(running);
+    Py_XDECREF(closed);
+    if (bad) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    return loop;
+}
+
+WorkerObject *runner_new(thrasks_state *st, PyObject *module, size_t index, PyObject *loop_factory,
+                         unsigned long fork_generation)
+{
+    if (FAULT_PY()) {
+        return NULL;
+    }
     WorkerObject *w = PyObject_GC_New(WorkerObject, st->worker_type);
     if (w == NULL) {
         return NULL;
@@ -595,58 +919,51 @@ static WorkerObject *worker_start(PoolObject *pool, size_t index)
     memset((char *)w + sizeof(PyObject), 0, sizeof(WorkerObject) - sizeof(PyObject));
     w->read_fd = w->write_fd = -1;
     w->st = st;
-    w->module = Py_NewRef(pool->module);
+    w->module = Py_NewRef(module);
     w->index = index;
-    w->fork_generation = pool->fork_generation;
+    w->fork_generation = fork_generation;
+    disp_stack_init(&w->starts);
+    disp_stack_init(&w->cancels);
+    disp_stack_init(&w->serves);
+    disp_stack_init(&w->relays);
     PyObject_GC_Track(w);
-    if (disp_inbox_init(&w->inbox, INBOX_CAPACITY) < 0) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    w->inbox_inited = 1;
     if (wakefd_open(w) < 0) {
         goto fail;
     }
     PyObject *self = (PyObject *)w;
+    if (FAULT_PY()) {
+        goto fail;
+    }
     w->running = PyDict_New();
+    w->name = PyUnicode_FromFormat("thrasks-worker-%zu", index);
     w->drain_cb = PyCFunction_NewEx(&worker_drain_def, self, NULL);
-    w->serve_cb = PyCFunction_NewEx(&worker_serve_def, self, NULL);
     w->done_cb = PyCFunction_NewEx(&worker_done_def, self, NULL);
-    if (!w->running || !w->drain_cb || !w->serve_cb || !w->done_cb) {
+    if (!w->running || !w->name || !w->drain_cb || !w->done_cb) {
         goto fail;
     }
     /* The loop is made here and run by the thread: creating a loop is thread-agnostic. */
-    w->loop = PyObject_CallNoArgs(st->new_event_loop);
+    w->loop = make_loop(st, loop_factory);
     if (w->loop == NULL) {
         goto fail;
     }
-    PyObject *target = PyCFunction_NewEx(&worker_run_def, self, NULL);
-    PyObject *name = PyUnicode_FromFormat("thrasks-worker-%zu", index);
-    PyObject *kwnames = PyTuple_Pack(3, st->s_target, st->s_name, st->s_daemon);
-    if (!target || !name || !kwnames) {
+    PyObject *target = FAULT_PY() ? NULL : PyCFunction_NewEx(&worker_run_def, self, NULL);
+    PyObject *kwnames = target ? PyTuple_Pack(3, st->s_target, st->s_name, st->s_daemon) : NULL;
+    if (kwnames == NULL) {
         Py_XDECREF(target);
-        Py_XDECREF(name);
-        Py_XDECREF(kwnames);
         goto fail;
     }
     /* daemon=True only so that a pool nobody shut down cannot hang interpreter exit; thrasks shuts
-     * every pool down (and joins its threads) from threading's atexit hook before that matters. */
-    PyObject *args[4] = {NULL, target, name, Py_True};
+     * every pool down (and joins its threads) from an atexit hook before that matters. */
+    PyObject *args[4] = {NULL, target, w->name, Py_True};
     w->thread = PyObject_Vectorcall(st->thread_type, args + 1, PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
     Py_DECREF(target);
-    Py_DECREF(name);
     Py_DECREF(kwnames);
     if (w->thread == NULL) {
         goto fail;
     }
-    PyObject *r = PyObject_CallMethodNoArgs(w->thread, st->s_start);
-    if (r == NULL) {
-        goto fail;
-    }
-    Py_DECREF(r);
     return w;
 fail:
-    atomic_store_explicit(&w->dead, 1, memory_order_relaxed);
+    atomic_store_explicit(&w->dead, 1, memory_order_relaxed); /* never published: nobody posts yet */
     if (w->loop) {
         PyObject *exc = PyErr_GetRaisedException();
         PyObject *r2 = PyObject_CallMethodNoArgs(w->loop, st->s_close);
@@ -657,308 +974,42 @@ fail:
     return NULL;
 }
 
-/* ------------------------------------------------------------------------------------------------
- * Pool
- * ---------------------------------------------------------------------------------------------- */
-
-int runner_pool_check(PoolObject *pool)
+int runner_start(WorkerObject *w)
 {
-    if (pool->fork_generation != atomic_load_explicit(&pool->st->fork_generation, memory_order_relaxed)) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "this WorkerPool was created before os.fork() and its threads do not exist in "
-                        "the child process; create a new WorkerPool in the child");
-        return -1;
-    }
-    /* acquire: pairs with the release store in pool_shutdown */
-    if (atomic_load_explicit(&pool->closed, memory_order_acquire)) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "this WorkerPool has been shut down; create a new WorkerPool (or use the "
-                        "default pool by passing pool=None)");
-        return -1;
-    }
-    return 0;
-}
-
-int runner_check_num_threads(PyObject *obj, size_t *n)
-{
-    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "num_threads must be an int, got %.100s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    Py_ssize_t v = PyLong_AsSsize_t(obj);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (v < 1) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be >= 1, got %zd", v);
-        return -1;
-    }
-    if (v > THRASKS_MAX_THREADS) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be <= %d, got %zd", THRASKS_MAX_THREADS, v);
-        return -1;
-    }
-    *n = (size_t)v;
-    return 0;
-}
-
-int runner_pool_ensure(PoolObject *pool, size_t n)
-{
-    assert(n <= THRASKS_MAX_THREADS); /* callers validate with runner_check_num_threads */
-    if (runner_pool_check(pool) < 0) {
-        return -1;
-    }
-    /* acquire: pairs with the release store below; workers[0..size) are then fully built. */
-    if (atomic_load_explicit(&pool->size, memory_order_acquire) >= n) {
-        return 0;
-    }
-    int rc = 0;
-    PyMutex_Lock(&pool->lock);
-    if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) { /* closed is written under lock */
-        rc = runner_pool_check(pool);
-    }
-    size_t size = atomic_load_explicit(&pool->size, memory_order_relaxed); /* only written under lock */
-    while (rc == 0 && size < n) {
-        WorkerObject *w = worker_start(pool, size);
-        if (w == NULL) {
-            rc = -1;
-            break;
-        }
-        pool->workers[size++] = w;
-        /* release: publishes workers[size-1] to the acquire loads in runner_pool_ensure/group code */
-        atomic_store_explicit(&pool->size, size, memory_order_release);
-    }
-    PyMutex_Unlock(&pool->lock);
-    return rc;
-}
-
-static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"num_threads", NULL};
-    PyObject *num = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:WorkerPool", kwlist, &num)) {
-        return NULL;
-    }
-    size_t n = 0;
-    if (num != Py_None && runner_check_num_threads(num, &n) < 0) {
-        return NULL;
-    }
-    thrasks_state *st = thrasks_state_of_type(type);
-    if (st == NULL) {
-        return NULL;
-    }
-    PoolObject *pool = (PoolObject *)type->tp_alloc(type, 0);
-    if (pool == NULL) {
-        return NULL;
-    }
-    pool->st = st;
-    pool->module = Py_NewRef(thrasks_module_of_type(type));
-    pool->fork_generation = atomic_load_explicit(&st->fork_generation, memory_order_relaxed);
-    pool->workers = PyMem_Calloc(THRASKS_MAX_THREADS, sizeof(WorkerObject *));
-    if (pool->workers == NULL) {
-        Py_DECREF(pool);
-        return PyErr_NoMemory();
-    }
-    if (n > 0 && runner_pool_ensure(pool, n) < 0) {
-        Py_DECREF(pool);
-        return NULL;
-    }
-    return (PyObject *)pool;
-}
-
-/* Post MSG_STOP to every worker; optionally join their threads (not the calling thread's own). */
-static int pool_shutdown_impl(PoolObject *pool, int wait)
-{
-    thrasks_state *st = pool->st;
-    if (pool->fork_generation != atomic_load_explicit(&st->fork_generation, memory_order_relaxed)) {
-        return 0; /* the threads belong to the parent process */
-    }
-    PyMutex_Lock(&pool->lock);
-    int was_closed = atomic_load_explicit(&pool->closed, memory_order_relaxed);
-    /* release: pairs with the acquire load in runner_pool_check */
-    atomic_store_explicit(&pool->closed, 1, memory_order_release);
-    size_t size = atomic_load_explicit(&pool->size, memory_order_relaxed);
-    PyMutex_Unlock(&pool->lock);
-    if (!was_closed) {
-        for (size_t i = 0; i < size; i++) {
-            if (runner_post(pool->workers[i], msg_make(NULL, MSG_STOP)) < 0) {
-                return -1;
-            }
-        }
-    }
-    if (!wait) {
-        return 0;
-    }
-    for (size_t i = 0; i < size; i++) {
-        WorkerObject *w = pool->workers[i];
-        PyObject *ident = PyObject_GetAttrString(w->thread, "ident");
-        if (ident == NULL) {
-            return -1;
-        }
-        unsigned long tid = PyLong_AsUnsignedLong(ident);
-        Py_DECREF(ident);
-        if (tid == PyThread_get_thread_ident()) {
-            continue; /* a worker shutting down its own pool: it stops after this callback */
-        }
-        PyObject *r = PyObject_CallMethodNoArgs(w->thread, st->s_join);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
-    }
-    return 0;
-}
-
-static PyObject *pool_shutdown(PyObject *op, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"wait", NULL};
-    int wait = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:shutdown", kwlist, &wait)) {
-        return NULL;
-    }
-    if (pool_shutdown_impl((PoolObject *)op, wait) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *pool_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
-{
-    if (runner_pool_check((PoolObject *)op) < 0) {
-        return NULL;
-    }
-    return Py_NewRef(op);
-}
-
-static PyObject *pool_exit(PyObject *op, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(n))
-{
-    if (pool_shutdown_impl((PoolObject *)op, 1) < 0) {
-        return NULL;
-    }
-    Py_RETURN_FALSE;
-}
-
-static PyObject *pool_ensure_meth(PyObject *op, PyObject *arg)
-{
-    size_t n;
-    if (runner_check_num_threads(arg, &n) < 0 || runner_pool_ensure((PoolObject *)op, n) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *pool_get_size(PyObject *op, void *Py_UNUSED(c))
-{
-    return PyLong_FromSize_t(atomic_load_explicit(&((PoolObject *)op)->size, memory_order_acquire));
-}
-
-static PyObject *pool_get_closed(PyObject *op, void *Py_UNUSED(c))
-{
-    return PyBool_FromLong(atomic_load_explicit(&((PoolObject *)op)->closed, memory_order_acquire));
-}
-
-static PyObject *pool_get_threads(PyObject *op, void *Py_UNUSED(c))
-{
-    PoolObject *pool = (PoolObject *)op;
-    size_t size = atomic_load_explicit(&pool->size, memory_order_acquire); /* pairs with the release in ensure */
-    PyObject *list = PyList_New((Py_ssize_t)size);
-    for (size_t i = 0; list && i < size; i++) {
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(pool->workers[i]->thread));
-    }
-    return list;
-}
-
-static PyObject *pool_get_workers(PyObject *op, void *Py_UNUSED(c))
-{
-    PoolObject *pool = (PoolObject *)op;
-    size_t size = atomic_load_explicit(&pool->size, memory_order_acquire); /* pairs with the release in ensure */
-    PyObject *list = PyList_New((Py_ssize_t)size);
-    for (size_t i = 0; list && i < size; i++) {
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(pool->workers[i]));
-    }
-    return list;
-}
-
-static int pool_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    PoolObject *pool = (PoolObject *)op;
-    Py_VISIT(Py_TYPE(op));
-    Py_VISIT(pool->module);
-    size_t size = atomic_load_explicit(&pool->size, memory_order_relaxed); /* stop-the-world GC */
-    for (size_t i = 0; i < size; i++) {
-        Py_VISIT(pool->workers[i]);
-    }
-    return 0;
-}
-
-static void pool_dealloc(PyObject *op)
-{
-    PoolObject *pool = (PoolObject *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    if (pool->weakreflist) {
-        PyObject_ClearWeakRefs(op);
-    }
-    if (pool->workers) {
-        /* Nobody shut the pool down: let its threads finish on their own (no join here). */
+    PyObject *r = FAULT_PY() ? NULL : PyObject_CallMethodNoArgs(w->thread, w->st->s_start);
+    if (r == NULL) {
         PyObject *exc = PyErr_GetRaisedException();
-        if (pool_shutdown_impl(pool, 0) < 0) {
-            PyErr_WriteUnraisable(op);
-        }
+        worker_die(w, NULL);
+        PyObject *r2 = PyObject_CallMethodNoArgs(w->loop, w->st->s_close);
+        Py_XDECREF(r2);
+        PyErr_Clear();
         PyErr_SetRaisedException(exc);
-        size_t size = atomic_load_explicit(&pool->size, memory_order_relaxed);
-        for (size_t i = 0; i < size; i++) {
-            Py_CLEAR(pool->workers[i]);
-        }
-        PyMem_Free(pool->workers);
+        return -1;
     }
-    Py_CLEAR(pool->module);
-    tp->tp_free(op);
-    Py_DECREF(tp);
+    Py_DECREF(r);
+    atomic_store_explicit(&w->thread_started, 1, memory_order_release); /* pairs with runner_join */
+    return 0;
 }
 
-static PyMethodDef pool_methods[] = {
-    {"shutdown", (PyCFunction)(void (*)(void))pool_shutdown, METH_VARARGS | METH_KEYWORDS,
-     "shutdown($self, /, wait=True)\n--\n\nStop the workers: their running tasks are cancelled, their loops "
-     "closed. With wait=True, join their threads."},
-    {"ensure", pool_ensure_meth, METH_O,
-     "ensure($self, num_threads, /)\n--\n\nStart workers until the pool has at least num_threads."},
-    {"__enter__", pool_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))pool_exit, METH_FASTCALL, NULL},
-    {NULL},
-};
-
-static PyGetSetDef pool_getset[] = {
-    {"size", pool_get_size, NULL, "Number of worker threads started.", NULL},
-    {"closed", pool_get_closed, NULL, "True once shutdown() was called.", NULL},
-    {"threads", pool_get_threads, NULL, "The workers' threading.Thread objects.", NULL},
-    {"_workers", pool_get_workers, NULL, NULL, NULL},
-    {NULL},
-};
-
-static PyMemberDef pool_members[] = {
-    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(PoolObject, weakreflist), Py_READONLY, NULL},
-    {NULL},
-};
-
-static PyType_Slot pool_slots[] = {
-    {Py_tp_doc,
-     "WorkerPool(num_threads=None)\n--\n\n"
-     "A pool of worker threads, each running its own asyncio event loop.\n\n"
-     "Groups and threaded_gather use the shared default pool unless given pool=. A pool grows on\n"
-     "demand to the largest num_threads asked of it and is reused by every group; num_threads here\n"
-     "starts that many workers up front. Use it as a context manager to shut it down on exit."},
-    {Py_tp_new, pool_new},
-    {Py_tp_traverse, pool_traverse},
-    {Py_tp_dealloc, pool_dealloc},
-    {Py_tp_methods, pool_methods},
-    {Py_tp_getset, pool_getset},
-    {Py_tp_members, pool_members},
-    {0, NULL},
-};
-
-PyType_Spec runner_pool_spec = {
-    .name = "thrasks._core.WorkerPool",
-    .basicsize = sizeof(PoolObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = pool_slots,
-};
+int runner_join(WorkerObject *w)
+{
+    /* acquire: pairs with the release in runner_start */
+    if (!atomic_load_explicit(&w->thread_started, memory_order_acquire) || w->thread == NULL) {
+        return 0;
+    }
+    PyObject *ident = PyObject_GetAttr(w->thread, w->st->s_ident);
+    if (ident == NULL) {
+        return -1;
+    }
+    unsigned long tid = ident == Py_None ? 0 : PyLong_AsUnsignedLong(ident);
+    Py_DECREF(ident);
+    if (tid == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (tid == PyThread_get_thread_ident()) {
+        return 0; /* a worker shutting down its own pool: it stops after this callback */
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(w->thread, w->st->s_join);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}

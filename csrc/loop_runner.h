@@ -1,85 +1,131 @@
-/* loop_runner.h - worker threads, each running its own asyncio event loop, and the pool of them.
+/* loop_runner.h - a worker: one OS thread running one asyncio event loop, and the mailbox through
+ * which other threads hand it work. Knows jobs (job.h), never groups or gathers.
  *
- * A worker is woken through an eventfd registered with loop.add_reader(): producers push a message
- * on its inbox and, at most once per batch (disp_inbox protocol), write the eventfd. The worker's
- * _drain callback reads the eventfd, THEN clears the wake flag (the other order can eat a wake-up
- * that belongs to the flag's next batch, leaving the flag set and the worker asleep for good),
- * and handles every message:
- *   MSG_START  job    create the asyncio.Task for the job on this loop
- *   MSG_CANCEL job    task.cancel(msg) if the job's task is still running
- *   MSG_SERVE  token  QUEUE mode: start serving a group's shared queue (one job per loop iteration)
- *   MSG_STOP          cancel running tasks, then stop the loop once they have finished
+ * Mailbox: three intrusive stacks (dispatcher.h, section 4) and a stop flag. Posting never
+ * allocates, so it never fails:
+ *   runner_post_start   a job to run: its coroutine becomes an asyncio.Task on this loop
+ *   runner_post_cancel  task.cancel(msg) for a job running here (coalesced while one is queued)
+ *   runner_post_serve   QUEUE mode: serve a slot of an owner's shared queue (a serve token)
+ *   runner_post_stop    cancel what runs, stop the loop once it has finished, close it
+ *   runner_post_relay   a finished job whose future lives on this loop (a task spawned here):
+ *                       settle the future here first, then pass the job on to its owner
+ * A post that makes a stack non-empty writes the worker's eventfd (a pipe elsewhere), registered
+ * with loop.add_reader. The worker's drain reads the fd FIRST and then takes the stacks: the other
+ * order could eat a wake-up that belongs to the next batch and leave the worker asleep for good.
  *
- * Dead-worker hand-off (a pool shut down while someone still posts): the worker stores `dead` and
- * then drains its inbox one last time; a poster pushes and then loads `dead` (a seq_cst fence on
- * each side between the two steps), so at least one of them sees the message and resolves it
- * (a job is reported cancelled) instead of leaving it in a dead inbox forever.
+ * Death: whatever escapes the loop's run_forever (other than a task's own KeyboardInterrupt or
+ * SystemExit, which reach the caller through the task) kills the worker. It stores the cause,
+ * then `dead`, then takes its mailbox one last time; a poster pushes, then loads `dead` (a seq_cst
+ * fence on each side between the two steps), so at least one of them sees each message and
+ * resolves it: every job the worker held - running, in its mailbox, or queued for a slot it served
+ * - finishes with a RuntimeError naming the worker thread, chained to the cause. A worker stopped
+ * by runner_post_stop resolves late messages the same way, with a cancellation instead.
+ *
+ * QUEUE balance (runner_serve_token): a worker takes a job from a shared queue while it has none
+ * of that owner's jobs in flight; with some in flight, only when no other slot of the queue is
+ * less loaded and responsive (an ACTIVE slot whose worker looked at the queue in the last
+ * SERVE_BUSY_NS; a PARKED, less loaded slot is notified instead). So tasks that await at once
+ * spread over the workers by count, and a worker that is computing or blocked (it stops looking)
+ * leaves the queue to the others.
  *
  * Ownership: the pool owns its workers; a worker owns its loop; the worker's thread (a
  * threading.Thread whose target is the bound worker._run) holds the worker alive while it runs.
+ * Every message owns a reference: a started job, a cancel request (a job reference), a serve
+ * token (a reference to its owner).
  */
 #ifndef THRASKS_LOOP_RUNNER_H
 #define THRASKS_LOOP_RUNNER_H
 
-#include "thrasks.h"
+#include "job.h"
 
-typedef struct WorkerObject {
+#include <time.h>
+
+typedef struct WorkerObject WorkerObject;
+
+/* "Serve slot `slot` of `shared`": lives in its owner (an array of one token per slot), so posting
+ * it allocates nothing. A token is on at most one mailbox at a time: its slot was claimed
+ * PARKED -> ACTIVE by exactly one producer, and only the serving worker parks it again. */
+typedef struct runner_serve_token {
+    disp_node node;                /* a worker's serve stack */
+    PyObject *owner;               /* borrowed: the object embedding the token; the poster gave
+                                      the message a strong reference, dropped when serving stops */
+    disp_shared *shared;           /* borrowed: owned by `owner` */
+    size_t slot;
+    struct runner_serve_token *siblings; /* the owner's array of n tokens (balance decisions) */
+    size_t n_siblings;
+    _Atomic long in_flight;        /* jobs this slot's worker took and has not finished */
+    _Atomic long long last_look_ns; /* when this slot's worker last looked at the queue */
+    _Atomic long long notified_ns; /* when a producer last claimed the slot (route_submit) */
+    struct runner_serve_token *serving_next; /* worker thread: the worker's list of served tokens */
+} runner_serve_token;
+
+/* Per-worker counters (WorkerPool.stats()): written by the worker thread only (relaxed atomics:
+ * readers want a recent value, nothing is published through them). */
+typedef struct runner_stats {
+    _Atomic unsigned long long started, finished, failed, cancelled;
+    _Atomic long long started_ns;  /* when the thread started (monotonic); 0 before */
+    clockid_t cpu_clock;           /* the thread's CPU-time clock, written before cpu_clock_ok */
+    atomic_int cpu_clock_ok;       /* release: cpu_clock is valid */
+} runner_stats;
+
+struct WorkerObject {
     PyObject_HEAD
     thrasks_state *st;             /* borrowed: kept alive by `module` */
     PyObject *module;              /* strong */
-    disp_inbox inbox;              /* tagged messages; each owns a reference to its payload */
-    int inbox_inited;
+    disp_stack starts, cancels, serves, relays;  /* the mailbox (see above) */
+    atomic_int stop_requested;
     int read_fd, write_fd;         /* eventfd (both the same fd) or a pipe's two ends */
     PyObject *loop;                /* strong: this worker's event loop */
     PyObject *thread;              /* strong: the threading.Thread running _run */
+    PyObject *name;                /* strong: the thread's name */
     PyObject *drain_cb;            /* strong: bound self._drain */
     PyObject *serve_cb;            /* strong: bound self._serve */
     PyObject *done_cb;             /* strong: bound self._task_done */
     PyObject *running;             /* strong, worker thread only: dict Task -> job */
-    struct { PyObject *group; size_t slot; } *serving;   /* worker thread only; strong group refs */
-    size_t n_serving, cap_serving;
-    int serve_scheduled;           /* worker thread only */
+    runner_serve_token *serving;   /* worker thread only: tokens served (each holds an owner ref) */
+    _Atomic long inbox_len;        /* jobs posted and not yet taken (stats) */
+    _Atomic long shared_len;       /* worker thread writes: queued jobs of the slots it serves (stats) */
     int stopping;                  /* worker thread only */
-    atomic_int dead;               /* 1 once the worker no longer drains its inbox */
+    atomic_int dead;               /* 1 once the worker no longer takes its mailbox */
+    PyObject *death_cause;         /* strong or NULL: written before `dead` (release) */
+    const char *death_text;        /* what happened, for the jobs' RuntimeError (with death_cause) */
+    atomic_int thread_started;     /* its thread was started (join it on shutdown) */
+    runner_stats stats;
     unsigned long fork_generation; /* fork generation the worker's thread was started in */
     size_t index;
-} WorkerObject;
+};
 
-typedef struct PoolObject {
-    PyObject_HEAD
-    thrasks_state *st;
-    PyObject *module;              /* strong */
-    PyMutex lock;                  /* guards growth and shutdown */
-    _Atomic size_t size;           /* workers[0..size) are started and published */
-    WorkerObject **workers;        /* THRASKS_MAX_THREADS slots; strong refs */
-    _Atomic size_t rr_counter;     /* draws each group's round-robin offset */
-    atomic_int closed;
-    unsigned long fork_generation;
-    PyObject *weakreflist;
-} PoolObject;
+/* Make worker `index` and its loop (loop_factory(), or asyncio.new_event_loop() if NULL/None);
+ * the thread is not started yet. New reference, or NULL with an exception set. */
+WorkerObject *runner_new(thrasks_state *st, PyObject *module, size_t index, PyObject *loop_factory,
+                         unsigned long fork_generation);
+/* Start the worker's thread. 0, or -1 with an exception set (the worker is then dead). */
+int runner_start(WorkerObject *w);
+/* Join the worker's thread (not if it is the calling thread). 0, or -1 with an exception set. */
+int runner_join(WorkerObject *w);
 
-/* Post a message to a worker. Takes over the reference the message carries (its payload's).
- * Returns 0, or -1 with MemoryError set (the message was not queued; the reference is still the
- * caller's). If the worker has died, resolves the message itself (see bridge_orphan_*). */
-int runner_post(WorkerObject *w, void *msg);
+/* Any thread. Take over the reference the message carries (see above). Never fail. */
+void runner_post_start(WorkerObject *w, JobObject *job);
+void runner_post_cancel(WorkerObject *w, JobObject *job);     /* borrows job (takes a ref if queued) */
+void runner_post_serve(WorkerObject *w, runner_serve_token *tok);
+void runner_post_stop(WorkerObject *w);
+/* A finished job whose future lives on this worker's loop: settle it here, then pass it on to
+ * its owner (job_relay_arrived). Takes the job reference. */
+void runner_post_relay(WorkerObject *w, JobObject *job);
 
-/* Validate a Python num_threads (an int, not a bool, 1..THRASKS_MAX_THREADS) into *n.
- * 0, or -1 with TypeError/ValueError set. Every entry point of the C API uses it. */
-int runner_check_num_threads(PyObject *obj, size_t *n);
+/* The worker whose thread is calling, or NULL (not a worker thread). */
+WorkerObject *runner_current(void);
 
-/* Make sure the pool has at least n workers (n already checked). 0, or -1 with an exception set. */
-int runner_pool_ensure(PoolObject *pool, size_t n);
+/* Any thread: the worker died or was stopped (it takes no more messages). */
+int runner_is_dead(WorkerObject *w);
 
-/* Worker i of a pool with at least i+1 workers (borrowed; the pool keeps it alive). */
-static inline WorkerObject *runner_pool_worker(PoolObject *pool, size_t i)
-{
-    return pool->workers[i];
-}
+/* A forked child: the worker's thread does not exist here. Resolve every job it held with a
+ * RuntimeError chained to `cause` (the child's only thread; it owns the worker's state now). */
+void runner_forsake(WorkerObject *w, PyObject *cause);
 
-/* 0 if the pool can take work; -1 with RuntimeError set if it is shut down or was made before fork. */
-int runner_pool_check(PoolObject *pool);
+/* Diagnostics: a dict of the worker's counters and queue depths (WorkerPool.stats()). */
+PyObject *runner_stats_dict(WorkerObject *w);
 
 extern PyType_Spec runner_worker_spec;
-extern PyType_Spec runner_pool_spec;
 
 #endif

@@ -1,9 +1,15 @@
-/* thrasks.h - what the Python-facing units share: module state and the message format of inboxes.
+/* thrasks.h - what every Python-facing unit shares: the module state, and how heap types find it.
  *
  * Ownership conventions used across csrc/:
  *   - "strong" fields own one reference; "borrowed" fields are kept alive by someone named beside them.
- *   - An item in any queue (inbox, completion queue, shared queue) owns one reference to the object
- *     it points at; whoever pops it takes that reference over.
+ *   - An item on any hand-off (a worker's mailbox, a sink's finished stack, a shared queue) owns one
+ *     reference to the object it belongs to; whoever takes it over takes that reference over.
+ *
+ * Include graph (each arrow: "includes the header of"):
+ *   module.c -> group.h, gather.h, future_bridge.h, pool.h
+ *   group.c, gather.c -> future_bridge.h -> pool.h -> loop_runner.h -> job.h -> thrasks.h
+ *   loop_runner.c -> dispatcher.h -> mpmc_queue.h      (job.h also uses dispatcher.h's stack)
+ * No unit includes a header of a unit above it.
  */
 #ifndef THRASKS_H
 #define THRASKS_H
@@ -12,33 +18,42 @@
 #include <Python.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include "dispatcher.h"
+
+#include "atomics.h"
+#include "fault.h"
 
 #define THRASKS_MAX_THREADS 1024
+
+enum { MODE_ROUND_ROBIN = 0, MODE_QUEUE = 1 };
 
 typedef struct thrasks_state {
     PyTypeObject *pool_type;
     PyTypeObject *worker_type;
+    PyTypeObject *job_type;             /* thrasks._core.Job: one coroutine handed to a worker */
     PyTypeObject *group_type;
     PyTypeObject *future_type;          /* thrasks._core.Future, a subclass of asyncio.Future */
-    PyTypeObject *asyncio_future_type;  /* _asyncio.Future (strong) */
+    PyTypeObject *gathering_type;       /* thrasks._core.GatheringFuture, threaded_gather's result */
+    PyObject *asyncio_future_type;      /* _asyncio.Future (strong) */
     PyObject *task_type;                /* _asyncio.Task (strong) */
     PyObject *cancelled_error;          /* asyncio.CancelledError (strong) */
     PyObject *new_event_loop;           /* asyncio.new_event_loop (strong) */
+    PyObject *abstract_loop_type;       /* asyncio.AbstractEventLoop (strong): loop_factory check */
     PyObject *iscoroutine;              /* asyncio.iscoroutine (strong) */
     PyObject *thread_type;              /* threading.Thread (strong) */
     PyObject *base_cancel;              /* _asyncio.Future.cancel, unbound: cancels without our override */
     PyObject *base_set_result;          /* _asyncio.Future.set_result, unbound (ours refuses callers) */
     PyObject *base_set_exception;       /* _asyncio.Future.set_exception, unbound */
     PyObject *base_done;                /* _asyncio.Future.done, unbound */
+    PyObject *base_exception;           /* _asyncio.Future.exception, unbound: marks it retrieved */
     PyObject *get_running_loop;         /* asyncio.get_running_loop (strong) */
-    PyObject *drain_func;               /* module function _drain(group): scheduled on caller loops */
+    PyObject *peek_running_loop;        /* asyncio._get_running_loop (strong): None when none runs */
+    PyObject *live_pools;               /* strong: list of weakrefs to every pool made (interpreter exit) */
     /* interned method and keyword names */
     PyObject *s_call_soon, *s_call_soon_threadsafe, *s_add_done_callback, *s_cancel, *s_cancelled,
-        *s_exception, *s_result, *s_done, *s_loop, *s_name, *s_context, *s_add_reader,
-        *s_remove_reader, *s_run_forever, *s_stop, *s_close, *s_run_until_complete,
+        *s_result, *s_done, *s_loop, *s_name, *s_context, *s_add_reader, *s_remove_reader,
+        *s_run_forever, *s_stop, *s_close, *s_is_closed, *s_run_until_complete,
         *s_shutdown_asyncgens, *s_shutdown_default_executor, *s_start, *s_join, *s_target,
-        *s_daemon, *s_call_exception_handler;
+        *s_daemon, *s_call_exception_handler, *s_uncancel, *s_ident, *s_deliver, *s_settle;
     PyObject *kw_loop;                  /* ("loop",) */
     PyObject *kw_task;                  /* ("loop", "name", "context") */
     PyObject *kw_context;               /* ("context",) */
@@ -53,14 +68,6 @@ typedef struct thrasks_state {
     atomic_int discarding;
 } thrasks_state;
 
-/* ---- inbox messages: tagged pointers (objects are at least 8-byte aligned, so 2 tag bits are free) ---- */
-enum { MSG_START = 0, MSG_CANCEL = 1, MSG_SERVE = 2, MSG_STOP = 3 };
-#define MSG_TAG_MASK ((uintptr_t)3)
-
-static inline void *msg_make(void *ptr, int tag) { return (void *)((uintptr_t)ptr | (uintptr_t)tag); }
-static inline int msg_tag(void *msg) { return (int)((uintptr_t)msg & MSG_TAG_MASK); }
-static inline void *msg_ptr(void *msg) { return (void *)((uintptr_t)msg & ~MSG_TAG_MASK); }
-
 /* The module definition (module.c): how heap types find their module, and so its state. */
 extern PyModuleDef thrasks_module;
 
@@ -70,4 +77,5 @@ thrasks_state *thrasks_state_of_type(PyTypeObject *tp);
 /* The module object of one of our heap types or a subclass (borrowed). */
 PyObject *thrasks_module_of_type(PyTypeObject *tp);
 
+/* The unit that owns each type gives module.c its spec; module.c creates the types in exec. */
 #endif

@@ -277,7 +277,7 @@ def test_group_num_threads_of_wrong_type_raises_type_error(bad, type_name):
 
 @pytest.mark.parametrize("bad", [0, -1])
 def test_group_num_threads_below_one_raises_value_error(bad):
-    with pytest.raises(ValueError, match=rf"num_threads must be >= 1, got {bad}"):
+    with pytest.raises(ValueError, match=rf"num_threads must be at least 1, got {bad}"):
         ThreadedTaskGroup(num_threads=bad)
 
 
@@ -311,7 +311,7 @@ async def test_gather_num_threads_of_wrong_type_raises_type_error(bad, type_name
 async def test_gather_num_threads_below_one_raises_value_error(bad):
     probe = Probe()
     coro = probe.run()
-    with pytest.raises(ValueError, match=rf"num_threads must be >= 1, got {bad}"):
+    with pytest.raises(ValueError, match=rf"num_threads must be at least 1, got {bad}"):
         await threaded_gather(coro, num_threads=bad)
     assert_closed_and_never_ran(coro, probe)
 

@@ -309,20 +309,22 @@ async def test_many_tasks_spawn_many_siblings(mode):
     assert count == 400
 
 
-async def test_sibling_spawned_from_a_worker_gets_a_future_on_the_callers_loop(mode):
+async def test_sibling_spawned_from_a_worker_gets_a_future_on_that_workers_loop(mode):
+    """The spawning task can await its sibling: the future lives on the spawner's own loop, and
+    it is done by the time the group exits."""
     spawned = []
-    caller_loop = asyncio.get_running_loop()
 
     async with ThreadedTaskGroup(num_threads=2, mode=mode) as tg:
 
         async def parent():
-            spawned.append(tg.create_task(double(3)))
+            spawned.append((tg.create_task(double(3)), asyncio.get_running_loop()))
 
         tg.create_task(parent())
-    (fut,) = spawned
+    ((fut, spawner_loop),) = spawned
     assert isinstance(fut, asyncio.Future)
-    assert fut.get_loop() is caller_loop
-    assert await fut == 6
+    assert fut.get_loop() is spawner_loop
+    assert spawner_loop is not asyncio.get_running_loop()
+    assert fut.done() and fut.result() == 6
 
 
 async def test_asyncio_sleep_works_inside_tasks(mode):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Coroutine
-from typing import Any, Literal, TypeVar, cast, overload
+import collections.abc
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, Literal, TypeVar, overload
 
 from . import _core
-from ._modes import SchedulingMode, check_mode, check_num_threads
+from ._modes import SchedulingMode, check_mode
 from ._pool import WorkerPool, check_pool
 
 __all__ = ["threaded_gather"]
@@ -33,104 +34,107 @@ def _close_all(aws: tuple[Any, ...]) -> None:
 # a list of results) and with return_exceptions: bool (results or exceptions). threaded_gather
 # returns a real list, so where typeshed says tuple[T1, T2] this says list[T1 | T2].
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], /, *, num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1]: ...
+) -> asyncio.Future[list[_T1]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], /, *, num_threads: int = 4,
     return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2]: ...
+) -> asyncio.Future[list[_T1 | _T2]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], /, *, num_threads: int = 4,
     return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4], /, *,
     num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3 | _T4]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], /, *, num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3 | _T4 | _T5]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], aw6: Awaitable[_T6], /, *, num_threads: int = 4,
     return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     *aws: Awaitable[_T], num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T]: ...
+) -> asyncio.Future[list[_T]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | BaseException]: ...
+) -> asyncio.Future[list[_T1 | BaseException]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | BaseException]: ...
+) -> asyncio.Future[list[_T1 | _T2 | BaseException]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], /, *, num_threads: int = 4,
     return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3 | BaseException]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3 | BaseException]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4], /, *,
     num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3 | _T4 | BaseException]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | BaseException]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3 | _T4 | _T5 | BaseException]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5 | BaseException]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], aw6: Awaitable[_T6], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6 | BaseException]: ...
+) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6 | BaseException]]: ...
 @overload
-async def threaded_gather(
+def threaded_gather(
     *aws: Awaitable[_T], num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> list[_T | BaseException]: ...
+) -> asyncio.Future[list[_T | BaseException]]: ...
 
 
-async def threaded_gather(
+def threaded_gather(
     *aws: Awaitable[Any],
     num_threads: int = 4,
     return_exceptions: bool = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN,
     pool: WorkerPool | None = None,
-) -> list[Any]:
+) -> asyncio.Future[list[Any]]:
     """Run awaitables concurrently, the coroutines among them on worker threads.
 
-    Like :func:`asyncio.gather`: the results come back in the order of ``aws``; with
-    ``return_exceptions=False`` (default) the first exception is raised (the other awaitables
-    keep running), with ``return_exceptions=True`` exceptions are returned in the results; if
-    the gather is cancelled, every awaitable still running is cancelled.
+    Like :func:`asyncio.gather`: it starts everything at once and returns a future of the
+    results, in the order of ``aws``; with ``return_exceptions=False`` (default) the first
+    exception is raised (the other awaitables keep running), with ``return_exceptions=True``
+    exceptions are returned in the results; if the future is cancelled, every awaitable still
+    running is cancelled. Bad arguments raise at once, as with :func:`asyncio.gather`, and every
+    coroutine passed in is then closed (no "never awaited" warning).
 
     Coroutines are run on ``num_threads`` worker threads of ``pool`` (the shared default pool
     if None), spread by ``mode``. Tasks and futures passed in are awaited where they are, as
-    :func:`asyncio.gather` would, so a mix of both works.
+    :func:`asyncio.gather` would, so a mix of both works. It must be called from a coroutine
+    (a running event loop), like ``asyncio.gather`` with coroutine arguments.
 
     Args:
         *aws: Coroutines, tasks or futures.
@@ -140,10 +144,9 @@ async def threaded_gather(
         pool: The :class:`WorkerPool` to run on, or None for the default pool.
 
     Returns:
-        The list of results, in input order.
+        A future of the list of results, in input order: ``await`` it.
     """
     try:
-        n = check_num_threads(num_threads)
         m = check_mode(mode)
         p = check_pool(pool)
         coros = [asyncio.iscoroutine(aw) for aw in aws]
@@ -156,31 +159,98 @@ async def threaded_gather(
     except BaseException:
         _close_all(aws)
         raise
-    if not aws:
-        return []
-    if all(coros):
-        coro_aws = cast("tuple[Coroutine[Any, Any, Any], ...]", aws)  # all coroutines (checked above)
-        unique = tuple(dict.fromkeys(coro_aws))
-        if len(unique) == len(coro_aws):
-            return await _core.gather(coro_aws, n, return_exceptions, m, p)
-        # The same coroutine object passed twice runs once, as in asyncio.gather.
-        results = await _core.gather(unique, n, return_exceptions, m, p)
-        by_coro = dict(zip(unique, results))
-        return [by_coro[aw] for aw in coro_aws]
-    return await _gather_mixed(aws, coros, n, m, p, return_exceptions)
+    if asyncio._get_running_loop() is None:
+        # Called outside a coroutine (e.g. asyncio.run(threaded_gather(...))): check now, start
+        # when awaited, on the loop that awaits it.
+        try:
+            _core._check_num_threads(num_threads)
+        except BaseException:
+            _close_all(aws)
+            raise
+        return _Deferred(aws, coros, num_threads, m, p, return_exceptions)
+    return _start(aws, coros, num_threads, m, p, return_exceptions)
 
 
-async def _gather_mixed(
+def _start(
     aws: tuple[Any, ...],
     coros: list[bool],
     num_threads: int,
     mode: int,
-    pool: WorkerPool,
+    pool: _core.WorkerPool,
     return_exceptions: bool,
-) -> list[Any]:
+) -> asyncio.Future[list[Any]]:
+    if all(coros):
+        # The C core validates num_threads, starts every coroutine (a coroutine passed twice
+        # runs once, as in asyncio.gather) and closes them all if anything fails.
+        return _core.gather(aws, num_threads, return_exceptions, mode, pool)
+    return _gather_mixed(aws, coros, num_threads, mode, pool, return_exceptions)
+
+
+# threaded_gather's result is accepted wherever a coroutine is (asyncio.create_task,
+# TaskGroup.create_task, asyncio.run): the seed library's threaded_gather was an `async def`.
+collections.abc.Coroutine.register(_core.GatheringFuture)
+
+
+class _Deferred(collections.abc.Coroutine[Any, Any, list[Any]]):
+    """threaded_gather called with no running loop: a coroutine that starts the gather on the
+    loop that runs it. Closed, or dropped without being run, it closes the coroutines it took."""
+
+    __slots__ = ("_args", "_coro")
+
+    def __init__(self, *args: Any) -> None:
+        self._args: tuple[Any, ...] | None = args
+        self._coro: Coroutine[Any, Any, list[Any]] | None = None
+
+    def _run(self) -> Coroutine[Any, Any, list[Any]]:
+        if self._coro is None:
+            if self._args is None:
+                raise RuntimeError("cannot reuse already awaited threaded_gather()")
+            args, self._args = self._args, None
+            self._coro = _await(_start(*args))
+        return self._coro
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self._run().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._run().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if val is None and tb is None:
+            return self._run().throw(typ)
+        return self._run().throw(typ, val, tb)
+
+    def close(self) -> None:
+        if self._args is not None:
+            _close_all(self._args[0])
+            self._args = None
+        elif self._coro is not None:
+            self._coro.close()
+
+    def __del__(self) -> None:
+        if self._args is not None:
+            _close_all(self._args[0])
+
+
+async def _await(future: asyncio.Future[list[Any]]) -> list[Any]:
+    return await future
+
+
+def _gather_mixed(
+    aws: tuple[Any, ...],
+    coros: list[bool],
+    num_threads: int,
+    mode: int,
+    pool: _core.WorkerPool,
+    return_exceptions: bool,
+) -> asyncio.Future[list[Any]]:
     """Coroutines go to the workers; everything is then gathered by asyncio.gather itself."""
-    group = _core.Group(num_threads, mode, pool, _core.KIND_PLAIN)
-    group._bind(asyncio.get_running_loop(), None)
+    try:
+        group = _core.Group(num_threads, mode, pool, _core.KIND_PLAIN)
+        group._bind(asyncio.get_running_loop(), None)
+    except BaseException:
+        _close_all(aws)
+        raise
     children: list[Any] = []
     started: dict[Any, Any] = {}  # a coroutine passed twice runs once, as in asyncio.gather
     try:
@@ -189,10 +259,12 @@ async def _gather_mixed(
                 started[aw] = group.create_task(aw)
             children.append(started[aw] if is_coro else aw)
     except BaseException:
-        _close_all(aws[len(children) + 1 :])
+        # create_task closed the coroutine it failed on; close those never reached, except the
+        # ones already running on a worker (the same coroutine passed twice).
+        _close_all(tuple(aw for aw in aws[len(children) + 1 :] if aw not in started))
         for child in children:
             if isinstance(child, _core.Future):
                 child.cancel()
         raise
     group._exiting = True
-    return await asyncio.gather(*children, return_exceptions=return_exceptions)
+    return asyncio.gather(*children, return_exceptions=return_exceptions)

@@ -6,7 +6,7 @@ import asyncio
 from types import TracebackType
 
 from . import _core
-from ._modes import SchedulingMode, check_mode, check_num_threads
+from ._modes import SchedulingMode, check_mode
 from ._pool import WorkerPool, check_pool
 
 __all__ = ["ThreadedTaskGroup"]
@@ -44,7 +44,7 @@ class ThreadedTaskGroup(_core.Group):
         mode: SchedulingMode = SchedulingMode.ROUND_ROBIN,
         pool: WorkerPool | None = None,
     ) -> None:
-        super().__init__(check_num_threads(num_threads), check_mode(mode), check_pool(pool))
+        super().__init__(num_threads, check_mode(mode), check_pool(pool))
 
     def __repr__(self) -> str:
         info = [f"num_threads={self.num_threads}"]
@@ -145,8 +145,16 @@ class ThreadedTaskGroup(_core.Group):
                 parent.cancel()
             try:
                 if len(errors) == 1:
-                    # The thrasks rule: a single failure is re-raised as itself.
-                    raise errors[0]
+                    # The thrasks rule: a single failure is re-raised as itself. Raising it here,
+                    # while the body's CancelledError is being handled, would make that its
+                    # __context__ ("During handling of the above exception ..."): keep its own.
+                    error = errors[0]
+                    context = error.__context__
+                    try:
+                        raise error
+                    finally:
+                        error.__context__ = context
+                        error = context = None
                 raise BaseExceptionGroup("unhandled errors in a ThreadedTaskGroup", errors) from None
             finally:
                 exc = None

@@ -32,15 +32,5 @@ def check_mode(mode: object) -> int:
 
 
 def check_num_threads(num_threads: object) -> int:
-    """Validate ``num_threads`` the way every public entry point does."""
-    if type(num_threads) is bool or not isinstance(num_threads, int):
-        raise TypeError(
-            f"num_threads must be an int, got {type(num_threads).__name__}"
-        )
-    if num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    if num_threads > _core.MAX_THREADS:
-        raise ValueError(
-            f"num_threads must be <= {_core.MAX_THREADS}, got {num_threads}"
-        )
-    return num_threads
+    """Validate ``num_threads`` the way every public entry point does (one check, in C)."""
+    return _core._check_num_threads(num_threads)

@@ -6,7 +6,6 @@ import atexit
 import os
 import threading
 import time
-import weakref
 
 from . import _core
 
@@ -26,18 +25,12 @@ class WorkerPool(_core.WorkerPool):
 
     __slots__ = ()
 
-    def __init__(self, num_threads: int | None = None) -> None:
-        _all_pools.add(self)
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else "running"
         return f"<thrasks.WorkerPool {state} threads={self.size}>"
 
 _lock = threading.Lock()
 _default: WorkerPool | None = None
-# Every pool ever made, so interpreter exit can stop them all (weak: a pool nobody references
-# shuts itself down when it is collected).
-_all_pools: weakref.WeakSet[_core.WorkerPool] = weakref.WeakSet()
 # Pools inherited from the parent after os.fork(): their threads do not exist in the child and
 # their loops cannot be closed there, so they are kept, unused, for the child's lifetime.
 _inherited: list[object] = []
@@ -59,16 +52,13 @@ def default_pool() -> WorkerPool:
         return _default
 
 
-def check_pool(pool: object) -> WorkerPool:
+def check_pool(pool: object) -> _core.WorkerPool:
+    """The pool to run on: ``pool``, or the default pool if None (the C core checks the rest)."""
     if pool is None:
         return default_pool()
-    if not isinstance(pool, WorkerPool):
+    if not isinstance(pool, _core.WorkerPool):
         raise TypeError(f"pool must be a thrasks.WorkerPool or None, got {type(pool).__name__}")
-    if pool.closed:
-        raise RuntimeError(
-            "this WorkerPool has been shut down; create a new WorkerPool "
-            "(or pass pool=None to use the default pool)"
-        )
+    pool._check()
     return pool
 
 
@@ -82,22 +72,21 @@ def _shutdown_all() -> None:
     code cannot hang the exit.
     """
     _core._discard_completions()
-    pools = list(_all_pools)
+    pools = _core._live_pools()
     for pool in pools:
         pool.shutdown(wait=False)
     current = threading.current_thread()
     deadline = time.monotonic() + _EXIT_JOIN_TIMEOUT
     for pool in pools:
-        for thread in pool.threads:
-            if thread is not current:
+        for thread in pool._all_threads:
+            if thread is not None and thread is not current:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _after_fork_in_child() -> None:
     global _default, _lock
+    _inherited.extend(_core._live_pools())
     _core._after_fork_child()
-    _inherited.extend(_all_pools)
-    _all_pools.clear()
     _default = None
     _lock = threading.Lock()
 
