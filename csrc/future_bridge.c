@@ -155,8 +155,10 @@ static PyObject *future_cancel(PyObject *self, PyObject *const *args, Py_ssize_t
     if (job == NULL) { /* not made by a group: behave like a plain asyncio.Future */
         return bridge_call(st->base_cancel, self, msg);
     }
-    (void)route_cancel(job, msg, 0);
-    Py_RETURN_TRUE;
+    /* False when the job is already over (its outcome is on its way), like Task.cancel() on a
+     * finished task: a Task awaiting this future then cancels itself instead of waiting for a
+     * cancellation that will not come. */
+    return PyBool_FromLong(route_cancel(job, msg, 0));
 }
 
 static PyObject *future_refuse_set(PyObject *self, PyObject *Py_UNUSED(arg))

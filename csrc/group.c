@@ -17,6 +17,7 @@ typedef struct GroupObject {
     int kind;                      /* KIND_*: fixed by __init__ before binding */
     atomic_int state;              /* GROUP_*; release on BOUND publishes sink, route and loop */
     atomic_int exiting, aborting;  /* advisory flags, like asyncio.TaskGroup's (relaxed) */
+    atomic_int failed;             /* a task failed (set where its failure is first seen) */
     /* loop-thread state for thrasks/_group.py; object fields under the critical section */
     PyObject *parent_task;         /* strong or NULL */
     PyObject *errors;              /* strong: list of exceptions raised by tasks */
@@ -53,7 +54,10 @@ static int group_cancel_all(GroupObject *g, int defer)
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(jobs); i++) {
-        (void)route_cancel((JobObject *)PyList_GET_ITEM(jobs, i), NULL, defer);
+        JobObject *job = (JobObject *)PyList_GET_ITEM(jobs, i);
+        if (job_claim_abort(job)) { /* each task is cancelled once by aborts, as in asyncio */
+            (void)route_cancel(job, NULL, defer);
+        }
     }
     Py_DECREF(jobs);
     return 0;
@@ -82,6 +86,16 @@ static void group_relay(JobObject *job)
 static int group_settle_on_worker(PyObject *owner, JobObject *job)
 {
     GroupObject *g = (GroupObject *)owner;
+    if (g->kind == KIND_TASKGROUP && job->outcome_kind == OUTCOME_EXCEPTION &&
+        !atomic_exchange_explicit(&g->failed, 1, memory_order_relaxed)) {
+        /* asyncio.TaskGroup aborts (cancels every task) BEFORE the spawning task, which awaits
+         * this child, is woken: so it sees CancelledError, not the child's error. The abort is
+         * started here, on the spawner's worker (its task is cancelled synchronously); the rest
+         * of the group's bookkeeping follows on the group's loop. */
+        if (group_cancel_all(g, 1) < 0) {
+            PyErr_WriteUnraisable((PyObject *)g);
+        }
+    }
     return bridge_settle_here(g->st, job->future, job, g->kind == KIND_TASKGROUP);
 }
 
@@ -157,6 +171,7 @@ static int taskgroup_deliver(PyObject *owner, JobObject *job)
         }
     }
     else if (!atomic_load_explicit(&g->aborting, memory_order_relaxed) && !g->parent_cancel_requested) {
+        atomic_store_explicit(&g->failed, 1, memory_order_relaxed); /* advisory: create_task */
         /* Like asyncio: abort the group, then cancel the parent task so its body stops waiting;
          * __aexit__ uncancels it. The deferred cancels let created tasks take their first step. */
         atomic_store_explicit(&g->aborting, 1, memory_order_relaxed); /* advisory: create_task */
@@ -350,7 +365,8 @@ static PyObject *group_create_task(PyObject *self, PyObject *const *args, Py_ssi
     if (atomic_load_explicit(&g->exiting, memory_order_relaxed) && job_sink_pending(&g->sink) == 0) {
         problem = "is finished";
     }
-    else if (atomic_load_explicit(&g->aborting, memory_order_relaxed)) {
+    else if (atomic_load_explicit(&g->aborting, memory_order_relaxed) ||
+             atomic_load_explicit(&g->failed, memory_order_relaxed)) {
         problem = "is shutting down";
     }
     if (problem) {

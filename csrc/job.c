@@ -36,6 +36,7 @@ JobObject *job_new(thrasks_state *st, PyObject *coro, PyObject *context, PyObjec
     atomic_init(&job->cancel_msg, NULL);
     atomic_init(&job->state, JOB_PENDING);
     atomic_init(&job->cancel_deferred, 0);
+    atomic_init(&job->abort_claimed, 0);
     atomic_init(&job->cancel_queued, 0);
     if (FAULT_PY()) {
         job->context = NULL;
@@ -117,6 +118,12 @@ int job_request_cancel(JobObject *job, PyObject *msg, int defer)
             return JOB_CANCEL_DONE;
         }
     }
+}
+
+int job_claim_abort(JobObject *job)
+{
+    /* relaxed: only the RMW's atomicity matters; the cancel request that follows publishes */
+    return atomic_exchange_explicit(&job->abort_claimed, 1, memory_order_relaxed) == 0;
 }
 
 int job_state(JobObject *job)

@@ -81,6 +81,7 @@ struct JobObject {
     PyObject *outcome;             /* strong or NULL: result or exception (see job_finished) */
     _Atomic(PyObject *) cancel_msg; /* strong or NULL: the first message given to a cancel request */
     _Atomic int state;             /* JOB_* above */
+    atomic_int abort_claimed;      /* its owner's abort has requested its cancellation (once) */
     atomic_int cancel_deferred;    /* the cancel waits for the task's first step (a group aborting
                                       after a sibling failed: like asyncio, created tasks start) */
     int outcome_kind;              /* OUTCOME_*, with outcome */
@@ -135,6 +136,11 @@ enum { JOB_CANCEL_DONE = 0, JOB_CANCEL_RECORDED = 1, JOB_CANCEL_POST = 2 };
  * request when it starts the job, JOB_CANCEL_POST when the job is RUNNING: the caller then posts
  * runner_post_cancel(job_worker(job), job). Never fails. */
 int job_request_cancel(JobObject *job, PyObject *msg, int defer);
+
+/* Any thread: 1 the first time it is called for this job, then 0. An owner that aborts (cancels
+ * every undelivered job) claims each job first, so two aborts - say, one on a worker when a
+ * spawned child fails and one on the owner's loop - cancel each task once, as asyncio does. */
+int job_claim_abort(JobObject *job);
 
 /* Any thread: the job's state now (acquire; see the state machine). */
 int job_state(JobObject *job);

@@ -1,21 +1,17 @@
-/* loop_runner.c - a worker thread running an asyncio event loop, and its mailbox.
- * Protocols and ownership are described in loop_runner.h. Touches: workers, jobs (through
- * job.h's functions), serve tokens and the shared queues they point at. Never a group. */
+/* loop_runner.c - what a worker thread does: its mailbox, the tasks of its jobs, QUEUE serving,
+ * and its end (stop, death, a forked child). Protocols and ownership are in loop_runner.h; the
+ * Worker object itself (creation, its loop, its thread, stats) is in worker.c. Touches: workers,
+ * jobs (through job.h's functions), serve tokens and the shared queues they point at. Never a
+ * group or a gather. */
 #define _GNU_SOURCE
 #include "loop_runner.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <unistd.h>
-#ifdef __linux__
-#include <sys/eventfd.h>
-#endif
 
 /* QUEUE balance (loop_runner.h): a serving worker that stops looking at its queue for this long is
  * busy; a freshly notified one gets NOTIFY_GRACE_NS to look for the first time. */
 #define SERVE_BUSY_NS (500LL * 1000)
-#define NOTIFY_GRACE_NS (20LL * 1000 * 1000)
+#define NOTIFY_GRACE_NS (50LL * 1000 * 1000)
 
 /* The worker running on this thread (set by worker_run): per-thread state, like CPython's own
  * thread-local current thread state, so create_task can tell that a task spawns a sibling. */
@@ -26,80 +22,6 @@ WorkerObject *runner_current(void)
     return current_worker;
 }
 
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------------------------------------
- * wake-up fd: an eventfd on Linux, a pipe elsewhere. Written by any thread, read by the worker.
- * ---------------------------------------------------------------------------------------------- */
-
-static int wakefd_open(WorkerObject *w)
-{
-    if (FAULT_PY()) {
-        return -1;
-    }
-#ifdef __linux__
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    w->read_fd = w->write_fd = fd;
-#else
-    int fds[2];
-    if (pipe(fds) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    for (int i = 0; i < 2; i++) {
-        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
-        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-    }
-    w->read_fd = fds[0];
-    w->write_fd = fds[1];
-#endif
-    return 0;
-}
-
-static void wakefd_close(WorkerObject *w)
-{
-    if (w->read_fd >= 0) {
-        close(w->read_fd);
-    }
-    if (w->write_fd >= 0 && w->write_fd != w->read_fd) {
-        close(w->write_fd);
-    }
-    w->read_fd = w->write_fd = -1;
-}
-
-/* Any thread. A full pipe (EAGAIN) already means "readable", so it is not an error. */
-static void wakefd_signal(WorkerObject *w)
-{
-#ifdef __linux__
-    uint64_t one = 1;
-    while (write(w->write_fd, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-#else
-    char one = 1;
-    while (write(w->write_fd, &one, 1) < 0 && errno == EINTR) {
-    }
-#endif
-}
-
-/* Worker thread: consume pending wake-ups (the fd is non-blocking). */
-static void wakefd_consume(WorkerObject *w)
-{
-    char buf[64];
-    while (read(w->read_fd, buf, sizeof buf) > 0) {
-#ifdef __linux__
-        break; /* one read resets an eventfd */
-#endif
-    }
-}
 
 /* ------------------------------------------------------------------------------------------------
  * resolving what no worker will run (a dead or stopped worker)
@@ -184,7 +106,7 @@ static void orphan_mailbox(WorkerObject *w)
 static void post_done(WorkerObject *w, int was_empty)
 {
     if (was_empty) {
-        wakefd_signal(w);
+        wakefd_signal(&w->wake);
     }
     /* seq_cst: pairs with the fence in worker_die (Dekker): either we see dead == 1 here, or the
      * worker's last take of the mailbox (after its fence) sees the message we pushed. */
@@ -227,7 +149,7 @@ void runner_post_stop(WorkerObject *w)
 {
     /* acq_rel: the first request wakes the worker; pairs with the acquire load in worker_drain */
     if (atomic_exchange_explicit(&w->stop_requested, 1, memory_order_acq_rel) == 0) {
-        wakefd_signal(w);
+        wakefd_signal(&w->wake);
     }
 }
 
@@ -238,7 +160,7 @@ int runner_is_dead(WorkerObject *w)
 
 /* Worker thread, once: stop taking the mailbox and resolve what is in it (and whatever is posted
  * later, by the posters themselves). */
-static void worker_die(WorkerObject *w, PyObject *cause)
+void runner_die(WorkerObject *w, PyObject *cause)
 {
     if (atomic_load_explicit(&w->dead, memory_order_relaxed)) { /* only this thread writes it */
         return;
@@ -264,6 +186,13 @@ static void cancel_task(WorkerObject *w, PyObject *task, PyObject *msg)
         PyErr_WriteUnraisable(task);
     }
     Py_XDECREF(r);
+}
+
+void runner_cancel_now(WorkerObject *w, JobObject *job)
+{
+    if (job->task != NULL) { /* NULL once done: a worker-thread-only field, and this is the thread */
+        cancel_task(w, job->task, job_cancel_msg(job));
+    }
 }
 
 /* `task.cancel(msg)` from the next loop iteration, after the task's first step has run. */
@@ -407,7 +336,7 @@ static PyObject *worker_task_done(PyObject *op, PyObject *task)
                               1, memory_order_relaxed);
     job_finished(job, kind, outcome);
     if (tok != NULL) {
-        wakefd_signal(w); /* a slot of ours got room: look at the queue again */
+        wakefd_signal(&w->wake); /* a slot of ours got room: look at the queue again */
     }
     if (w->stopping && PyDict_GET_SIZE(w->running) == 0) {
         stop_loop(w);
@@ -464,7 +393,7 @@ static void serve_round(WorkerObject *w)
     if (w->serving == NULL) {
         return;
     }
-    long long now = now_ns();
+    long long now = runner_now_ns();
     long queued = 0;
     runner_serve_token **link = &w->serving;
     while (*link != NULL) {
@@ -491,7 +420,7 @@ static void serve_round(WorkerObject *w)
     if (w->serving != NULL) {
         /* Look again on the next loop iteration, after what is ready now has run: a worker that
          * is busy computing or blocked therefore takes nothing more meanwhile. */
-        wakefd_signal(w);
+        wakefd_signal(&w->wake);
     }
 }
 
@@ -533,7 +462,7 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     WorkerObject *w = (WorkerObject *)op;
     /* Consume the fd BEFORE taking the stacks (loop_runner.h). */
-    wakefd_consume(w);
+    wakefd_consume(&w->wake);
     for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
         runner_serve_token *tok = disp_container_of(n, runner_serve_token, node);
         n = n->next;
@@ -605,7 +534,7 @@ static int is_task_outcome(WorkerObject *w, PyObject *exc)
  * finish cancelling on the loop, bounded, so their coroutines' finally blocks run if they can. */
 static void worker_died(WorkerObject *w, PyObject *cause)
 {
-    worker_die(w, cause); /* the mailbox: inbox, cancels, serves */
+    runner_die(w, cause); /* the mailbox: inbox, cancels, serves */
     stop_serving_all(w, cause); /* their queued jobs fail with the cause too (orphan_serve) */
     PyObject *items = PyDict_Items(w->running);
     if (items == NULL) {
@@ -648,7 +577,7 @@ void runner_forsake(WorkerObject *w, PyObject *cause)
         return;
     }
     w->death_text = "does not exist in this process (it belonged to the parent of an os.fork())";
-    worker_die(w, cause);
+    runner_die(w, cause);
     stop_serving_all(w, cause);
     PyObject *items = PyDict_Items(w->running);
     if (items == NULL) {
@@ -685,10 +614,10 @@ static PyObject *worker_run(PyObject *op, PyObject *Py_UNUSED(ignored))
         /* release: publishes cpu_clock to runner_stats_dict's acquire */
         atomic_store_explicit(&w->stats.cpu_clock_ok, 1, memory_order_release);
     }
-    atomic_store_explicit(&w->stats.started_ns, now_ns(), memory_order_relaxed); /* a statistic */
+    atomic_store_explicit(&w->stats.started_ns, runner_now_ns(), memory_order_relaxed); /* a statistic */
     current_worker = w;
     PyObject *cause = NULL;
-    PyObject *fd = PyLong_FromLong(w->read_fd);
+    PyObject *fd = PyLong_FromLong(w->wake.read_fd);
     PyObject *r = fd ? PyObject_CallMethodObjArgs(w->loop, st->s_add_reader, fd, w->drain_cb, NULL) : NULL;
     if (r == NULL) {
         cause = PyErr_GetRaisedException();
@@ -721,7 +650,7 @@ static PyObject *worker_run(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (cause == NULL) {
         run_cleanup(w, st->s_shutdown_asyncgens);
         run_cleanup(w, st->s_shutdown_default_executor);
-        worker_die(w, NULL);
+        runner_die(w, NULL);
     }
 close:
     Py_XDECREF(fd);
@@ -739,277 +668,6 @@ close:
     Py_RETURN_NONE;
 }
 
-static PyMethodDef worker_drain_def = {"_drain", worker_drain, METH_NOARGS, NULL};
-static PyMethodDef worker_done_def = {"_task_done", worker_task_done, METH_O, NULL};
-static PyMethodDef worker_run_def = {"_run", worker_run, METH_NOARGS, NULL};
-
-/* ------------------------------------------------------------------------------------------------
- * the Worker type
- * ---------------------------------------------------------------------------------------------- */
-
-PyObject *runner_stats_dict(WorkerObject *w)
-{
-    /* relaxed loads: statistics, each a recent value of its own (loop_runner.h) */
-    unsigned long long started = atomic_load_explicit(&w->stats.started, memory_order_relaxed);
-    unsigned long long finished = atomic_load_explicit(&w->stats.finished, memory_order_relaxed);
-    unsigned long long failed = atomic_load_explicit(&w->stats.failed, memory_order_relaxed);
-    unsigned long long cancelled = atomic_load_explicit(&w->stats.cancelled, memory_order_relaxed);
-    long long t0 = atomic_load_explicit(&w->stats.started_ns, memory_order_relaxed);
-    double wall = t0 ? (double)(now_ns() - t0) * 1e-9 : 0.0;
-    double busy = 0.0;
-    struct timespec ts;
-    /* acquire: pairs with the release store in worker_run (cpu_clock written) */
-    if (atomic_load_explicit(&w->stats.cpu_clock_ok, memory_order_acquire) && !runner_is_dead(w) &&
-        clock_gettime(w->stats.cpu_clock, &ts) == 0) {
-        busy = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    }
-    unsigned long long done = finished + failed + cancelled;
-    return Py_BuildValue("{s:N,s:K,s:K,s:K,s:K,s:K,s:l,s:l,s:d,s:d,s:O}", "thread", Py_NewRef(w->name),
-                         "started", started, "finished", finished, "failed", failed, "cancelled",
-                         cancelled, "running", started >= done ? started - done : 0ULL, "inbox",
-                         atomic_load_explicit(&w->inbox_len, memory_order_relaxed), "shared_queue",
-                         atomic_load_explicit(&w->shared_len, memory_order_relaxed), "busy_seconds", busy,
-                         "idle_seconds", wall > busy ? wall - busy : 0.0, "alive",
-                         runner_is_dead(w) ? Py_False : Py_True);
-}
-
-static int worker_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    WorkerObject *w = (WorkerObject *)op;
-    Py_VISIT(Py_TYPE(op));
-    Py_VISIT(w->module);
-    Py_VISIT(w->loop);
-    Py_VISIT(w->thread);
-    Py_VISIT(w->name);
-    Py_VISIT(w->drain_cb);
-    Py_VISIT(w->done_cb);
-    Py_VISIT(w->running);
-    Py_VISIT(w->death_cause);
-    for (runner_serve_token *t = w->serving; t != NULL; t = t->serving_next) {
-        Py_VISIT(t->owner);
-    }
-    return 0;
-}
-
-static int worker_clear(PyObject *op)
-{
-    WorkerObject *w = (WorkerObject *)op;
-    Py_CLEAR(w->drain_cb);
-    Py_CLEAR(w->done_cb);
-    Py_CLEAR(w->thread);
-    Py_CLEAR(w->running);
-    Py_CLEAR(w->death_cause);
-    while (w->serving != NULL) {
-        runner_serve_token *tok = w->serving;
-        w->serving = tok->serving_next;
-        tok->serving_next = NULL;
-        Py_DECREF(tok->owner);
-    }
-    return 0;
-}
-
-static void worker_dealloc(PyObject *op)
-{
-    WorkerObject *w = (WorkerObject *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    /* Only reachable once the thread has finished (it holds a reference): the mailbox was taken
-     * by worker_die, and later posts resolved themselves. A worker whose thread never started
-     * resolves what it holds here. */
-    if (!atomic_load_explicit(&w->dead, memory_order_relaxed)) {
-        worker_die(w, NULL);
-    }
-    worker_clear(op);
-    wakefd_close(w);
-    Py_CLEAR(w->loop);
-    Py_CLEAR(w->name);
-    Py_CLEAR(w->module);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
-static PyObject *worker_get_loop(PyObject *op, void *Py_UNUSED(c))
-{
-    return Py_NewRef(((WorkerObject *)op)->loop);
-}
-
-static PyObject *worker_get_thread(PyObject *op, void *Py_UNUSED(c))
-{
-    WorkerObject *w = (WorkerObject *)op;
-    return Py_NewRef(w->thread ? w->thread : Py_None);
-}
-
-static PyObject *worker_get_alive(PyObject *op, void *Py_UNUSED(c))
-{
-    return PyBool_FromLong(!runner_is_dead((WorkerObject *)op));
-}
-
-static PyGetSetDef worker_getset[] = {
-    {"loop", worker_get_loop, NULL, "The worker's event loop.", NULL},
-    {"thread", worker_get_thread, NULL, "The threading.Thread running the worker.", NULL},
-    {"alive", worker_get_alive, NULL, "False once the worker stopped or died.", NULL},
-    {NULL},
-};
-
-static PyType_Slot worker_slots[] = {
-    {Py_tp_doc, "A thrasks worker: one OS thread running one asyncio event loop (internal)."},
-    {Py_tp_traverse, worker_traverse},
-    {Py_tp_clear, worker_clear},
-    {Py_tp_dealloc, worker_dealloc},
-    {Py_tp_getset, worker_getset},
-    {0, NULL},
-};
-
-PyType_Spec runner_worker_spec = {
-    .name = "thrasks._core.Worker",
-    .basicsize = sizeof(WorkerObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION |
-             Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = worker_slots,
-};
-
-/* The loop from loop_factory(), checked: an asyncio event loop, neither running nor closed. */
-static PyObject *make_loop(thrasks_state *st, PyObject *loop_factory)
-{
-    if (loop_factory == NULL || loop_factory == Py_None) {
-        return FAULT_PY() ? NULL : PyObject_CallNoArgs(st->new_event_loop);
-    }
-    PyObject *loop = PyObject_CallNoArgs(loop_factory);
-    if (loop == NULL) {
-        return NULL;
-    }
-    int ok = PyObject_IsInstance(loop, st->abstract_loop_type);
-    if (ok <= 0) {
-        if (ok == 0) {
-            PyErr_Format(PyExc_TypeError,
-                         "loop_factory must return an asyncio event loop (an asyncio.AbstractEventLoop), "
-                         "got %.100s from %R",
-                         Py_TYPE(loop)->tp_name, loop_factory);
-        }
-        Py_DECREF(loop);
-        return NULL;
-    }
-    PyObject *running = PyObject_CallMethod(loop, "is_running", NULL);
-    PyObject *closed = running ? PyObject_CallMethodNoArgs(loop, st->s_is_closed) : NULL;
-    int bad = running == NULL || closed == NULL || running == Py_True || closed == Py_True;
-    if (bad && !PyErr_Occurred()) {
-        PyErr_Format(PyExc_ValueError,
-                     "loop_factory must return a new event loop, not one that is %s: got %R",
-                     running == Py_True ? "running" : "closed", loop);
-    }
-    Py_XDECREF(running);
-    Py_XDECREF(closed);
-    if (bad) {
-        Py_DECREF(loop);
-        return NULL;
-    }
-    return loop;
-}
-
-WorkerObject *runner_new(thrasks_state *st, PyObject *module, size_t index, PyObject *loop_factory,
-                         unsigned long fork_generation)
-{
-    if (FAULT_PY()) {
-        return NULL;
-    }
-    WorkerObject *w = PyObject_GC_New(WorkerObject, st->worker_type);
-    if (w == NULL) {
-        return NULL;
-    }
-    memset((char *)w + sizeof(PyObject), 0, sizeof(WorkerObject) - sizeof(PyObject));
-    w->read_fd = w->write_fd = -1;
-    w->st = st;
-    w->module = Py_NewRef(module);
-    w->index = index;
-    w->fork_generation = fork_generation;
-    disp_stack_init(&w->starts);
-    disp_stack_init(&w->cancels);
-    disp_stack_init(&w->serves);
-    disp_stack_init(&w->relays);
-    PyObject_GC_Track(w);
-    if (wakefd_open(w) < 0) {
-        goto fail;
-    }
-    PyObject *self = (PyObject *)w;
-    if (FAULT_PY()) {
-        goto fail;
-    }
-    w->running = PyDict_New();
-    w->name = PyUnicode_FromFormat("thrasks-worker-%zu", index);
-    w->drain_cb = PyCFunction_NewEx(&worker_drain_def, self, NULL);
-    w->done_cb = PyCFunction_NewEx(&worker_done_def, self, NULL);
-    if (!w->running || !w->name || !w->drain_cb || !w->done_cb) {
-        goto fail;
-    }
-    /* The loop is made here and run by the thread: creating a loop is thread-agnostic. */
-    w->loop = make_loop(st, loop_factory);
-    if (w->loop == NULL) {
-        goto fail;
-    }
-    PyObject *target = FAULT_PY() ? NULL : PyCFunction_NewEx(&worker_run_def, self, NULL);
-    PyObject *kwnames = target ? PyTuple_Pack(3, st->s_target, st->s_name, st->s_daemon) : NULL;
-    if (kwnames == NULL) {
-        Py_XDECREF(target);
-        goto fail;
-    }
-    /* daemon=True only so that a pool nobody shut down cannot hang interpreter exit; thrasks shuts
-     * every pool down (and joins its threads) from an atexit hook before that matters. */
-    PyObject *args[4] = {NULL, target, w->name, Py_True};
-    w->thread = PyObject_Vectorcall(st->thread_type, args + 1, PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
-    Py_DECREF(target);
-    Py_DECREF(kwnames);
-    if (w->thread == NULL) {
-        goto fail;
-    }
-    return w;
-fail:
-    atomic_store_explicit(&w->dead, 1, memory_order_relaxed); /* never published: nobody posts yet */
-    if (w->loop) {
-        PyObject *exc = PyErr_GetRaisedException();
-        PyObject *r2 = PyObject_CallMethodNoArgs(w->loop, st->s_close);
-        Py_XDECREF(r2);
-        PyErr_SetRaisedException(exc);
-    }
-    Py_DECREF(w);
-    return NULL;
-}
-
-int runner_start(WorkerObject *w)
-{
-    PyObject *r = FAULT_PY() ? NULL : PyObject_CallMethodNoArgs(w->thread, w->st->s_start);
-    if (r == NULL) {
-        PyObject *exc = PyErr_GetRaisedException();
-        worker_die(w, NULL);
-        PyObject *r2 = PyObject_CallMethodNoArgs(w->loop, w->st->s_close);
-        Py_XDECREF(r2);
-        PyErr_Clear();
-        PyErr_SetRaisedException(exc);
-        return -1;
-    }
-    Py_DECREF(r);
-    atomic_store_explicit(&w->thread_started, 1, memory_order_release); /* pairs with runner_join */
-    return 0;
-}
-
-int runner_join(WorkerObject *w)
-{
-    /* acquire: pairs with the release in runner_start */
-    if (!atomic_load_explicit(&w->thread_started, memory_order_acquire) || w->thread == NULL) {
-        return 0;
-    }
-    PyObject *ident = PyObject_GetAttr(w->thread, w->st->s_ident);
-    if (ident == NULL) {
-        return -1;
-    }
-    unsigned long tid = ident == Py_None ? 0 : PyLong_AsUnsignedLong(ident);
-    Py_DECREF(ident);
-    if (tid == (unsigned long)-1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (tid == PyThread_get_thread_ident()) {
-        return 0; /* a worker shutting down its own pool: it stops after this callback */
-    }
-    PyObject *r = PyObject_CallMethodNoArgs(w->thread, w->st->s_join);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
+PyMethodDef runner_drain_def = {"_drain", worker_drain, METH_NOARGS, NULL};
+PyMethodDef runner_task_done_def = {"_task_done", worker_task_done, METH_O, NULL};
+PyMethodDef runner_run_def = {"_run", worker_run, METH_NOARGS, NULL};

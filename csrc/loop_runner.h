@@ -37,6 +37,7 @@
 #define THRASKS_LOOP_RUNNER_H
 
 #include "job.h"
+#include "wakefd.h"
 
 #include <time.h>
 
@@ -74,7 +75,7 @@ struct WorkerObject {
     PyObject *module;              /* strong */
     disp_stack starts, cancels, serves, relays;  /* the mailbox (see above) */
     atomic_int stop_requested;
-    int read_fd, write_fd;         /* eventfd (both the same fd) or a pipe's two ends */
+    wakefd wake;                   /* watched by the loop (add_reader): a post wakes the worker */
     PyObject *loop;                /* strong: this worker's event loop */
     PyObject *thread;              /* strong: the threading.Thread running _run */
     PyObject *name;                /* strong: the thread's name */
@@ -109,6 +110,10 @@ void runner_post_start(WorkerObject *w, JobObject *job);
 void runner_post_cancel(WorkerObject *w, JobObject *job);     /* borrows job (takes a ref if queued) */
 void runner_post_serve(WorkerObject *w, runner_serve_token *tok);
 void runner_post_stop(WorkerObject *w);
+/* The worker's own thread: cancel the job's task now, as Task.cancel() would (a cancel request
+ * made on the worker that runs the job needs no hop through the mailbox). */
+void runner_cancel_now(WorkerObject *w, JobObject *job);
+
 /* A finished job whose future lives on this worker's loop: settle it here, then pass it on to
  * its owner (job_relay_arrived). Takes the job reference. */
 void runner_post_relay(WorkerObject *w, JobObject *job);
@@ -122,6 +127,21 @@ int runner_is_dead(WorkerObject *w);
 /* A forked child: the worker's thread does not exist here. Resolve every job it held with a
  * RuntimeError chained to `cause` (the child's only thread; it owns the worker's state now). */
 void runner_forsake(WorkerObject *w, PyObject *cause);
+
+/* The worker will never take its mailbox again (its thread is ending, or never started): store
+ * `cause` (NULL: stopped) and resolve what the mailbox holds, and anything posted later. Its own
+ * thread, or a thread that owns a worker nobody else runs. */
+void runner_die(WorkerObject *w, PyObject *cause);
+
+/* The methods the worker's loop and thread call (worker.c binds them). */
+extern PyMethodDef runner_drain_def, runner_task_done_def, runner_run_def;
+
+static inline long long runner_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 /* Diagnostics: a dict of the worker's counters and queue depths (WorkerPool.stats()). */
 PyObject *runner_stats_dict(WorkerObject *w);

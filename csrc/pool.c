@@ -266,7 +266,13 @@ int route_cancel(JobObject *job, PyObject *msg, int defer)
 {
     int r = job_request_cancel(job, msg, defer);
     if (r == JOB_CANCEL_POST) {
-        runner_post_cancel((WorkerObject *)job_worker(job), job);
+        WorkerObject *w = (WorkerObject *)job_worker(job);
+        if (w == runner_current()) {
+            runner_cancel_now(w, job); /* on its own worker: synchronous, like Task.cancel() */
+        }
+        else {
+            runner_post_cancel(w, job);
+        }
     }
     return r != JOB_CANCEL_DONE;
 }

@@ -6,10 +6,10 @@ underscore is internal to the Python shim (thrasks/_group.py, _gather.py, _pool.
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, final
+from typing import Any, Final, Self, TypedDict, TypeVar, final
 
 _T = TypeVar("_T")
 
@@ -18,6 +18,45 @@ MODE_QUEUE: Final[int]
 KIND_TASKGROUP: Final[int]
 KIND_PLAIN: Final[int]
 MAX_THREADS: Final[int]
+FAULT_INJECTION: Final[int]
+
+class WorkerStats(TypedDict):
+    """One worker's counters, as :meth:`WorkerPool.stats` reports them."""
+
+    thread: str
+    started: int
+    finished: int
+    failed: int
+    cancelled: int
+    running: int
+    inbox: int
+    shared_queue: int
+    busy_seconds: float
+    idle_seconds: float
+    alive: bool
+
+@final
+class Job:
+    """One coroutine handed to a worker (internal)."""
+
+@final
+class GatheringFuture(asyncio.Future[_T], Coroutine[Any, Any, _T]):
+    """The future :func:`thrasks.threaded_gather` returns: the list of the results.
+
+    It is also a coroutine (``send``/``throw``/``close``), so code written for the seed library's
+    ``async def threaded_gather`` can pass it to :func:`asyncio.create_task`.
+    """
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Cancel every coroutine still running (asyncio.gather's rules).
+
+        Returns True if any was; the future is then cancelled once they have all finished.
+        """
+    def send(self, value: Any, /) -> Any: ...
+    def throw(self, typ: Any, val: Any = ..., tb: Any = ..., /) -> Any: ...
+    def close(self) -> None: ...
+    def __await__(self) -> Generator[Any, None, _T]: ...
+    def _deliver(self) -> None: ...
 
 @final
 class Future(asyncio.Future[_T]):
@@ -28,6 +67,7 @@ class Future(asyncio.Future[_T]):
     and ``set_exception()`` raise :class:`RuntimeError`.
     """
 
+    def _settle(self) -> None: ...
     def cancel(self, msg: Any | None = None) -> bool:
         """Request cancellation of the coroutine on its worker thread.
 
@@ -47,11 +87,27 @@ class Worker:
     @property
     def thread(self) -> threading.Thread:
         """The :class:`threading.Thread` running the worker."""
+    @property
+    def alive(self) -> bool:
+        """False once the worker stopped or its loop died."""
 
 class WorkerPool:
     """The C core of :class:`thrasks.WorkerPool`."""
 
-    def __new__(cls, num_threads: int | None = None) -> Self: ...
+    def __new__(
+        cls,
+        num_threads: int | None = None,
+        *,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> Self: ...
+    def stats(self) -> list[WorkerStats]:
+        """Per-worker counters (see :meth:`thrasks.WorkerPool.stats`)."""
+    def _check(self) -> None: ...
+    @property
+    def loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        """The callable that makes each worker's event loop, or None for asyncio's default."""
+    @property
+    def _all_threads(self) -> list[threading.Thread | None]: ...
     def shutdown(self, wait: bool = True) -> None:
         """Stop the workers: their running tasks are cancelled and their loops closed.
 
@@ -94,8 +150,9 @@ class Group:
     ) -> asyncio.Future[_T]:
         """Run the coroutine on a worker thread and return the future of its result.
 
-        The future is bound to the caller's event loop. A task that is still running may call
-        ``create_task`` on its own group from its worker thread, to spawn siblings.
+        The future is bound to the event loop of the calling thread: the group's loop, or, when
+        a task running on a worker spawns a sibling, that worker's loop, so the task can await
+        it. The group tracks every task either way.
 
         Args:
             coro: The coroutine to run. Anything else raises :class:`TypeError`.
@@ -106,7 +163,7 @@ class Group:
                 a copy of the caller's current context, as :func:`asyncio.create_task` does.
 
         Returns:
-            The future of the coroutine's result, an asyncio.Future bound to the caller's loop.
+            The future of the coroutine's result, an asyncio.Future bound to the calling loop.
                 Its ``cancel()`` requests cancellation of the coroutine on its worker, like
                 :meth:`asyncio.Task.cancel`.
 
@@ -116,6 +173,7 @@ class Group:
         """
     def _bind(self, loop: asyncio.AbstractEventLoop, parent_task: asyncio.Task[Any] | None, /) -> None: ...
     def _abort(self) -> None: ...
+    def _deliver(self) -> None: ...
     @property
     def num_threads(self) -> int:
         """Number of worker threads the group spreads its tasks over."""
@@ -139,16 +197,19 @@ class Group:
 
 def gather(
     coros: tuple[Coroutine[Any, Any, Any], ...],
-    num_threads: int,
+    num_threads: object,
     return_exceptions: bool,
     mode: int,
     pool: WorkerPool,
     /,
-) -> asyncio.Future[list[Any]]:
+) -> GatheringFuture[list[Any]]:
     """Start a tuple of coroutines on the pool; return the future of the list of their results.
 
-    asyncio.gather's rules; the arguments are validated by :func:`thrasks.threaded_gather`.
+    asyncio.gather's rules; on any error every coroutine not started is closed.
     """
-def _drain(group: Group, /) -> None: ...
+def _check_num_threads(num_threads: object, /) -> int: ...
+def _live_pools() -> list[WorkerPool]: ...
 def _after_fork_child() -> None: ...
 def _discard_completions() -> None: ...
+def _fault_arm(k: int, /) -> None: ...
+def _fault_state() -> tuple[int, int]: ...

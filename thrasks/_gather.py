@@ -37,82 +37,82 @@ def _close_all(aws: tuple[Any, ...]) -> None:
 def threaded_gather(
     aw1: Awaitable[_T1], /, *, num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1]]: ...
+) -> _core.GatheringFuture[list[_T1]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], /, *, num_threads: int = 4,
     return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], /, *, num_threads: int = 4,
     return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4], /, *,
     num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3 | _T4]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], /, *, num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3 | _T4 | _T5]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], aw6: Awaitable[_T6], /, *, num_threads: int = 4,
     return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6]]: ...
 @overload
 def threaded_gather(
     *aws: Awaitable[_T], num_threads: int = 4, return_exceptions: Literal[False] = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T]]: ...
+) -> _core.GatheringFuture[list[_T]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | BaseException]]: ...
+) -> _core.GatheringFuture[list[_T1 | BaseException]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | BaseException]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | BaseException]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], /, *, num_threads: int = 4,
     return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3 | BaseException]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3 | BaseException]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4], /, *,
     num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | BaseException]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3 | _T4 | BaseException]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5 | BaseException]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3 | _T4 | _T5 | BaseException]]: ...
 @overload
 def threaded_gather(
     aw1: Awaitable[_T1], aw2: Awaitable[_T2], aw3: Awaitable[_T3], aw4: Awaitable[_T4],
     aw5: Awaitable[_T5], aw6: Awaitable[_T6], /, *, num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6 | BaseException]]: ...
+) -> _core.GatheringFuture[list[_T1 | _T2 | _T3 | _T4 | _T5 | _T6 | BaseException]]: ...
 @overload
 def threaded_gather(
     *aws: Awaitable[_T], num_threads: int = 4, return_exceptions: bool,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN, pool: WorkerPool | None = None,
-) -> asyncio.Future[list[_T | BaseException]]: ...
+) -> _core.GatheringFuture[list[_T | BaseException]]: ...
 
 
 def threaded_gather(
@@ -121,7 +121,7 @@ def threaded_gather(
     return_exceptions: bool = False,
     mode: SchedulingMode = SchedulingMode.ROUND_ROBIN,
     pool: WorkerPool | None = None,
-) -> asyncio.Future[list[Any]]:
+) -> Any:
     """Run awaitables concurrently, the coroutines among them on worker threads.
 
     Like :func:`asyncio.gather`: it starts everything at once and returns a future of the
@@ -144,7 +144,9 @@ def threaded_gather(
         pool: The :class:`WorkerPool` to run on, or None for the default pool.
 
     Returns:
-        A future of the list of results, in input order: ``await`` it.
+        A future of the list of results, in input order: ``await`` it. It is also a coroutine,
+        so it can be passed to :func:`asyncio.create_task` or :func:`asyncio.run` like the seed
+        library's ``async def threaded_gather``.
     """
     try:
         m = check_mode(mode)
@@ -178,7 +180,7 @@ def _start(
     mode: int,
     pool: _core.WorkerPool,
     return_exceptions: bool,
-) -> asyncio.Future[list[Any]]:
+) -> _core.GatheringFuture[list[Any]]:
     if all(coros):
         # The C core validates num_threads, starts every coroutine (a coroutine passed twice
         # runs once, as in asyncio.gather) and closes them all if anything fails.
@@ -243,7 +245,7 @@ def _gather_mixed(
     mode: int,
     pool: _core.WorkerPool,
     return_exceptions: bool,
-) -> asyncio.Future[list[Any]]:
+) -> _core.GatheringFuture[list[Any]]:
     """Coroutines go to the workers; everything is then gathered by asyncio.gather itself."""
     try:
         group = _core.Group(num_threads, mode, pool, _core.KIND_PLAIN)

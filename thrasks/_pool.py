@@ -15,15 +15,36 @@ __all__ = ["WorkerPool", "default_pool", "check_pool"]
 class WorkerPool(_core.WorkerPool):
     """A pool of worker threads, each running its own asyncio event loop.
 
-    ``WorkerPool(num_threads=None)`` starts ``num_threads`` workers up front (none if None); the
-    pool grows on demand to the largest ``num_threads`` a group or gather asks of it, and every
-    group and gather given ``pool=`` reuses its threads. Without ``pool=``, thrasks uses a shared
-    default pool. Use it as a context manager, or call :meth:`shutdown`, to stop its threads:
-    running tasks are cancelled and their loops closed. Pools still running at interpreter exit
-    are shut down automatically.
+    ``WorkerPool(num_threads=None, *, loop_factory=None)`` starts ``num_threads`` workers up front
+    (none if None); the pool grows on demand to the largest ``num_threads`` a group or gather asks
+    of it, and every group and gather given ``pool=`` reuses its threads. Without ``pool=``,
+    thrasks uses a shared default pool. Use it as a context manager, or call :meth:`shutdown`, to
+    stop its threads: running tasks are cancelled and their loops closed. Pools still running at
+    interpreter exit are shut down automatically.
+
+    ``loop_factory`` makes each worker's event loop (default :func:`asyncio.new_event_loop`): a
+    loop with debug on, a custom policy's loop, ``uvloop.new_event_loop`` where it is installed.
+    It is called on the thread that grows the pool and must return a new, unused
+    :class:`asyncio.AbstractEventLoop`; anything else raises :class:`TypeError` or
+    :class:`ValueError` there. A worker whose loop dies (something escapes its ``run_forever``)
+    fails the tasks it held with a :class:`RuntimeError` and is replaced on next use.
     """
 
     __slots__ = ()
+
+    def stats(self) -> list[_core.WorkerStats]:
+        """Per-worker counters, cheap enough to leave on: one dict per worker, in pool order.
+
+        ``started``, ``finished`` (with a result), ``failed`` (with an exception) and
+        ``cancelled`` count the tasks the worker ran since it started; ``running`` is how many it
+        runs now; ``inbox`` the tasks posted to it and not yet taken; ``shared_queue`` the tasks
+        waiting in the QUEUE-mode queues it serves; ``busy_seconds`` the CPU time of its thread
+        and ``idle_seconds`` the rest of the time since it started (a task blocked in a
+        synchronous call counts as idle CPU, but keeps ``running`` up); ``thread`` its thread's
+        name and ``alive`` whether it still runs. Counters are per worker, written by the worker
+        only: reading them takes no lock and slows nothing down.
+        """
+        return super().stats()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "running"

@@ -1,7 +1,7 @@
 /* test_dispatcher.c - tests of csrc/dispatcher.{h,c}: round robin, inbox batching, park/notify.
  *
  * Usage: test_dispatcher [scale]   (or THRASKS_STRESS_SCALE=scale); sanitizer builds start from a
- * smaller default. THRASKS_TEST_ONLY=rr|inbox|shared|litmus runs one group.
+ * smaller default. THRASKS_TEST_ONLY=rr|inbox|shared|stack|litmus runs one group.
  *
  * Two ways to see a lost wake-up:
  *   - stress tests (inbox, shared): it shows up as a stall. When nothing has been consumed for
@@ -726,6 +726,145 @@ static size_t run_litmus(int inbox, unsigned trials, double seconds, unsigned cd
 }
 
 /* THRASKS_TEST_ONLY=rr|inbox|shared|litmus runs one group (for debugging and mutation runs). */
+/* ---------------------------------------------------------------------------------------------- */
+/* 4. intrusive MPSC stack (mailboxes, finished jobs) */
+
+typedef struct snode {
+    disp_node node;
+    size_t id;
+} snode;
+
+static void test_stack_single_thread(void)
+{
+    disp_stack s;
+    snode n[5];
+    disp_stack_init(&s);
+    CHECK(disp_stack_empty_approx(&s));
+    CHECK(disp_stack_take_all(&s) == NULL);
+    for (size_t i = 0; i < 5; i++) {
+        n[i].id = i;
+        CHECK(disp_stack_push(&s, &n[i].node) == (i == 0)); /* only the first push wakes */
+    }
+    size_t k = 0;
+    for (disp_node *x = disp_stack_take_all(&s); x != NULL; x = x->next) {
+        CHECK(disp_container_of(x, snode, node)->id == k++); /* oldest first */
+    }
+    CHECK(k == 5);
+    CHECK(disp_stack_push(&s, &n[0].node) == 1); /* empty again: the next push wakes again */
+    CHECK(disp_stack_take_all(&s) == &n[0].node);
+}
+
+typedef struct stack_ctx {
+    disp_stack s;
+    sem_t wake;                 /* the consumer's "selector": posted when a push found it empty */
+    size_t producers, per_producer;
+    snode *nodes;
+    size_t *last_seen;          /* per producer: the last sequence number taken (order check) */
+    _Atomic size_t consumed, wakes, takes;
+    atomic_int stop;
+} stack_ctx;
+
+static void *stack_producer(void *p)
+{
+    targ *a = p;
+    stack_ctx *c = a->ctx;
+    unsigned r = (unsigned)a->id * 104729u + 3;
+    for (size_t i = 0; i < c->per_producer; i++) {
+        snode *n = &c->nodes[a->id * c->per_producer + i];
+        if (disp_stack_push(&c->s, &n->node)) {
+            atomic_fetch_add_explicit(&c->wakes, 1, memory_order_relaxed);
+            CHECK(sem_post(&c->wake) == 0);
+        }
+        unsigned x = rnd_next(&r) & 63;
+        if (x < 2) {
+            pause_us(x * 30);
+        }
+        else if (x < 16) {
+            spin(x * 20);
+        }
+    }
+    return NULL;
+}
+
+static void *stack_consumer(void *p)
+{
+    stack_ctx *c = p;
+    for (;;) {
+        while (sem_wait(&c->wake) != 0) { /* "read the eventfd" first ... */
+            CHECK(errno == EINTR);
+        }
+        if (atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+            return NULL;
+        }
+        atomic_fetch_add_explicit(&c->takes, 1, memory_order_relaxed);
+        for (disp_node *x = disp_stack_take_all(&c->s); x != NULL;) { /* ... then take */
+            snode *n = disp_container_of(x, snode, node);
+            x = x->next; /* read before the node could be reused */
+            size_t prod = n->id / c->per_producer, seq = n->id % c->per_producer + 1;
+            CHECK(seq == c->last_seen[prod] + 1); /* each producer's nodes arrive in push order */
+            c->last_seen[prod] = seq;
+            atomic_fetch_add_explicit(&c->consumed, 1, memory_order_relaxed);
+        }
+    }
+}
+
+static void stack_diagnose(void *p)
+{
+    stack_ctx *c = p;
+    int semval = -1;
+    sem_getvalue(&c->wake, &semval);
+    fprintf(stderr, "stack: consumed %zu, empty %d, semaphore %d, wakes %zu, takes %zu\n",
+            atomic_load(&c->consumed), disp_stack_empty_approx(&c->s), semval, atomic_load(&c->wakes),
+            atomic_load(&c->takes));
+    if (!disp_stack_empty_approx(&c->s) && semval == 0) {
+        fprintf(stderr, "LOST WAKE-UP: nodes stacked, consumer asleep, no wake pending\n");
+    }
+}
+
+static void run_stack_stress(size_t producers, size_t per_producer)
+{
+    double t0 = now_s();
+    stack_ctx c;
+    memset(&c, 0, sizeof c);
+    disp_stack_init(&c.s);
+    CHECK(sem_init(&c.wake, 0, 0) == 0);
+    c.producers = producers;
+    c.per_producer = per_producer;
+    c.nodes = calloc(producers * per_producer, sizeof *c.nodes);
+    c.last_seen = calloc(producers, sizeof *c.last_seen);
+    CHECK(c.nodes != NULL && c.last_seen != NULL);
+    for (size_t i = 0; i < producers * per_producer; i++) {
+        c.nodes[i].id = i;
+    }
+    pthread_t cons, prod[8];
+    targ args[8];
+    CHECK(producers <= 8);
+    CHECK(pthread_create(&cons, NULL, stack_consumer, &c) == 0);
+    for (size_t i = 0; i < producers; i++) {
+        args[i] = (targ){&c, i};
+        CHECK(pthread_create(&prod[i], NULL, stack_producer, &args[i]) == 0);
+    }
+    for (size_t i = 0; i < producers; i++) {
+        CHECK(pthread_join(prod[i], NULL) == 0);
+    }
+    wait_for_count(&c.consumed, producers * per_producer, stack_diagnose, &c, "stack");
+    atomic_store(&c.stop, 1);
+    CHECK(sem_post(&c.wake) == 0);
+    CHECK(pthread_join(cons, NULL) == 0);
+    for (size_t i = 0; i < producers; i++) {
+        CHECK(c.last_seen[i] == per_producer);
+    }
+    CHECK(disp_stack_take_all(&c.s) == NULL);
+    size_t wakes = atomic_load(&c.wakes), takes = atomic_load(&c.takes);
+    CHECK(wakes == takes); /* every wake is one take, and no take happens without a wake */
+    printf("  stack %zu producers: %zu nodes, %zu wakes (%.1f nodes/wake), %.2f s\n", producers,
+           producers * per_producer, wakes, (double)(producers * per_producer) / (double)(wakes ? wakes : 1),
+           now_s() - t0);
+    sem_destroy(&c.wake);
+    free(c.nodes);
+    free(c.last_seen);
+}
+
 static int want(const char *group)
 {
     const char *only = getenv("THRASKS_TEST_ONLY");
@@ -768,6 +907,13 @@ int main(int argc, char **argv)
         run_shared(4, 2, 8 * rounds, rounds, 0, 32);
         run_shared(2, 4, 16 * rounds, rounds, 0, 32);
         printf("ok shared park/notify stress\n");
+    }
+    if (want("stack")) {
+        test_stack_single_thread();
+        printf("ok stack (single thread)\n");
+        run_stack_stress(1, scaled(300000));
+        run_stack_stress(4, scaled(100000));
+        printf("ok stack stress\n");
     }
     if (want("litmus")) {
         /* consumer/producer delays (pause instructions): fine steps where the two sides overlap */

@@ -1,0 +1,172 @@
+"""WorkerPool.stats() and WorkerPool(loop_factory=...) (issue 17, items 2 and 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
+
+
+# ---- stats ---------------------------------------------------------------------------------------
+
+
+async def test_stats_add_up_after_a_known_workload(mode):
+    with WorkerPool(2) as pool:
+        gate = threading.Event()
+
+        async def ok(i):
+            return i
+
+        async def bad(i):
+            raise ValueError(i)
+
+        async def stuck(i):
+            gate.set()
+            await asyncio.sleep(30)
+
+        results = await threaded_gather(*(ok(i) for i in range(6)), *(bad(i) for i in range(2)),
+                                        num_threads=2, mode=mode, pool=pool, return_exceptions=True)
+        assert results[:6] == list(range(6)) and all(isinstance(r, ValueError) for r in results[6:])
+        async with ThreadedTaskGroup(num_threads=2, mode=mode, pool=pool) as tg:
+            victims = [tg.create_task(stuck(i)) for i in range(2)]
+            while not gate.is_set():
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.01)
+            running = sum(w["running"] for w in pool.stats())
+            for v in victims:
+                v.cancel()
+        stats = pool.stats()
+        assert running == 2
+        assert [w["thread"] for w in stats] == ["thrasks-worker-0", "thrasks-worker-1"]
+        assert sum(w["started"] for w in stats) == 10
+        assert sum(w["finished"] for w in stats) == 6
+        assert sum(w["failed"] for w in stats) == 2
+        assert sum(w["cancelled"] for w in stats) == 2
+        assert all(w["running"] == 0 and w["inbox"] == 0 and w["shared_queue"] == 0 for w in stats)
+        assert all(w["alive"] for w in stats)
+        assert all(w["busy_seconds"] >= 0 and w["idle_seconds"] >= 0 for w in stats)
+        assert sum(w["busy_seconds"] + w["idle_seconds"] for w in stats) > 0
+
+
+def test_stats_of_an_empty_pool_is_an_empty_list():
+    with WorkerPool() as pool:
+        assert pool.stats() == []
+
+
+async def test_stats_count_cpu_time_as_busy():
+    with WorkerPool(1) as pool:
+
+        async def spin():
+            total = 0
+            for i in range(300_000):
+                total += i * i
+            return total
+
+        before = pool.stats()[0]["busy_seconds"]
+        await threaded_gather(spin(), num_threads=1, pool=pool)
+        assert pool.stats()[0]["busy_seconds"] > before
+
+
+# ---- loop_factory -------------------------------------------------------------------------------
+
+
+def debug_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    return loop
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    made = 0
+
+    def __init__(self):
+        super().__init__()
+        type(self).made += 1
+
+
+async def test_workers_run_the_loops_the_factory_makes(mode):
+    with WorkerPool(loop_factory=debug_loop) as pool:
+
+        async def where():
+            loop = asyncio.get_running_loop()
+            return loop.get_debug(), type(loop).__name__
+
+        results = await threaded_gather(*(where() for _ in range(4)), num_threads=2, mode=mode, pool=pool)
+        assert set(results) == {(True, "_UnixSelectorEventLoop")}
+        assert pool.loop_factory is debug_loop
+
+
+async def test_a_loop_subclass_factory_is_called_once_per_worker():
+    CountingLoop.made = 0
+    with WorkerPool(3, loop_factory=CountingLoop) as pool:
+        assert CountingLoop.made == 3
+
+        async def kind():
+            return type(asyncio.get_running_loop()).__name__
+
+        assert await threaded_gather(kind(), kind(), num_threads=3, pool=pool) == ["CountingLoop"] * 2
+
+
+@pytest.mark.parametrize("bad", [lambda: None, lambda: 42, lambda: asyncio.Future])
+def test_a_factory_that_does_not_return_a_loop_gets_a_clear_error(bad):
+    with pytest.raises(TypeError, match=r"loop_factory must return an asyncio event loop"):
+        WorkerPool(1, loop_factory=bad)
+
+
+def test_a_factory_returning_a_closed_loop_is_refused():
+    def closed():
+        loop = asyncio.new_event_loop()
+        loop.close()
+        return loop
+
+    with pytest.raises(ValueError, match=r"loop_factory must return a new event loop, not one that is closed"):
+        WorkerPool(1, loop_factory=closed)
+
+
+def test_a_non_callable_factory_is_refused_at_once():
+    with pytest.raises(TypeError, match=r"loop_factory must be a callable"):
+        WorkerPool(loop_factory=asyncio.new_event_loop())
+
+
+async def test_a_bad_factory_fails_the_group_that_grows_the_pool_and_nothing_else(mode):
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("no loop for you")
+        return asyncio.new_event_loop()
+
+    with WorkerPool(loop_factory=flaky) as pool:
+        with pytest.raises(OSError, match="no loop for you"):
+            async with ThreadedTaskGroup(num_threads=2, mode=mode, pool=pool):
+                pass
+        assert pool.size == 1
+        # the next growth calls the factory again, which works now
+        async with ThreadedTaskGroup(num_threads=2, mode=mode, pool=pool) as tg:
+            f = tg.create_task(asyncio.sleep(0, "ok"))
+        assert f.result() == "ok" and pool.size == 2
+
+
+async def test_a_factory_may_use_the_pool_itself_without_deadlock():
+    """The loop is made outside any lock of the pool (issue 12: re-entering it deadlocked)."""
+    seen = []
+
+    def curious():
+        seen.append((pool.size, pool.closed))
+        return asyncio.new_event_loop()
+
+    pool = WorkerPool(loop_factory=curious)
+    try:
+        pool.ensure(2)
+        assert seen == [(0, False), (1, False)]
+    finally:
+        pool.shutdown()
+
+
+def test_mode_is_scheduling_mode_for_groups_with_a_factory():
+    with WorkerPool(loop_factory=debug_loop) as pool:
+        ThreadedTaskGroup(num_threads=1, mode=SchedulingMode.QUEUE, pool=pool)

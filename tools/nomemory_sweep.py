@@ -1,0 +1,166 @@
+"""The allocation-failure sweep of issue 12: thrasks.threaded_gather beside asyncio.gather.
+
+For k in a range, a fresh interpreter warms a 2-worker WorkerPool, makes exactly one allocation
+fail (``_testcapi.set_nomemory(k, k + 1)``, process-wide: every thread) around one gather of 8
+trivial coroutines, then runs one more gather on the same pool. Each run is classified:
+
+    result        the right result, and the pool works afterwards
+    memory_error  a clean MemoryError out of the gather, and the pool works afterwards
+    system_error  SystemError (a C function returned NULL without an exception, or the reverse)
+    loop_died     an event loop died: the exception escaped asyncio.run (the caller's loop), or
+                  the gather after it failed (the pool did not recover)
+    hung          no end after the timeout; the stacks of all threads are kept
+    crashed       the interpreter died of a signal
+
+Failures and hangs are attributed by their stacks: for a hang, the innermost frames of every
+thread; for an exception, the frame that raised it. "inside asyncio" means no thrasks frame.
+
+    python tools/nomemory_sweep.py [--first 0] [--last 149] [--timeout 20] [--markdown]
+
+Needs a CPython with _testcapi (the test command's interpreters have it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, faulthandler, sys, traceback
+    import _testcapi
+    K, WHICH, TIMEOUT = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    faulthandler.dump_traceback_later(TIMEOUT, exit=True)
+    from thrasks import WorkerPool, threaded_gather
+
+    pool = WorkerPool(2)
+
+    async def triv(i):
+        return i
+
+    async def gather_once():
+        coros = [triv(i) for i in range(8)]
+        if WHICH == "thrasks":
+            return await threaded_gather(*coros, num_threads=2, pool=pool)
+        return await asyncio.gather(*coros)
+
+    def where(exc):
+        frames = traceback.extract_tb(exc.__traceback__)
+        return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+    async def main():
+        assert await gather_once() == list(range(8))  # warm: workers started, code paths hot
+        _testcapi.set_nomemory(K, K + 1)
+        outcome = "result"
+        try:
+            result = await gather_once()
+            if result != list(range(8)):
+                outcome = "wrong_result"
+        except MemoryError as exc:
+            outcome = "memory_error"
+            print("WHERE", where(exc), flush=True)
+        except SystemError as exc:
+            outcome = "system_error"
+            print("WHERE", where(exc), flush=True)
+        finally:
+            _testcapi.remove_mem_hooks()
+        try:
+            assert await gather_once() == list(range(8))
+        except BaseException as exc:
+            print("AFTER", type(exc).__name__, where(exc), flush=True)
+            return "loop_died"
+        return outcome
+
+    try:
+        print("OUTCOME", asyncio.run(main()), flush=True)
+    except BaseException as exc:
+        _testcapi.remove_mem_hooks()
+        print("OUTCOME", "system_error" if isinstance(exc, SystemError) else "loop_died", flush=True)
+        print("WHERE", type(exc).__name__, where(exc), flush=True)
+    pool.shutdown(wait=False)
+    """
+)
+
+
+def run_one(k: int, which: str, timeout: float) -> tuple[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "child.py")
+        with open(script, "w") as f:
+            f.write(CHILD)
+        try:
+            proc = subprocess.run(
+                [sys.executable, script, str(k), which, str(timeout)],
+                cwd=tmp, capture_output=True, text=True, timeout=timeout + 30,
+            )
+        except subprocess.TimeoutExpired:
+            return "hung", "killed (faulthandler did not fire)"
+    out, err = proc.stdout, proc.stderr
+    if "Timeout (0:" in err:  # faulthandler.dump_traceback_later fired
+        return "hung", summarize_stacks(err)
+    if proc.returncode < 0:
+        return "crashed", f"signal {-proc.returncode}: {err.strip().splitlines()[-1:] if err else ''}"
+    m = re.search(r"^OUTCOME (\S+)", out, re.M)
+    if not m:
+        tail = err.strip().splitlines()[-1:] if err.strip() else ["no output"]
+        return "crashed", f"exit {proc.returncode}: {tail}"
+    detail = " ".join(re.findall(r"^(?:WHERE|AFTER) (.*)$", out, re.M))
+    return m.group(1), detail
+
+
+def summarize_stacks(text: str) -> str:
+    """The innermost frame of each thread in a faulthandler dump, and whether thrasks is on it."""
+    threads = re.split(r"\n(?=(?:Thread|Current thread) 0x)", text)
+    tops = []
+    for block in threads:
+        frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', block)
+        if frames:
+            f, line, fn = frames[0]
+            tops.append(f"{os.path.basename(f)}:{line} {fn}")
+    thrasks_frames = "thrasks/" in text
+    return ("thrasks code on a stack; " if thrasks_frames else "inside asyncio only; ") + " | ".join(tops[:4])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--last", type=int, default=149)
+    ap.add_argument("--step", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--which", choices=["both", "thrasks", "asyncio"], default="both")
+    ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    args = ap.parse_args()
+    whichs = ["thrasks", "asyncio"] if args.which == "both" else [args.which]
+    counts = {w: collections.Counter() for w in whichs}
+    notes = {w: collections.Counter() for w in whichs}
+    for k in range(args.first, args.last + 1, args.step):
+        for w in whichs:  # interleaved: the machine's state changes equally for both
+            outcome, detail = run_one(k, w, args.timeout)
+            counts[w][outcome] += 1
+            if outcome not in ("result", "memory_error"):
+                notes[w][f"{outcome}: {detail}"] += 1
+            print(f"k={k:4d} {w:8s} {outcome:13s} {detail}", file=sys.stderr, flush=True)
+    outcomes = ["result", "memory_error", "system_error", "loop_died", "hung", "crashed", "wrong_result"]
+    print()
+    if args.markdown:
+        print("| outcome | " + " | ".join(whichs) + " |")
+        print("|---|" + "---|" * len(whichs))
+        for o in outcomes:
+            print(f"| {o} | " + " | ".join(str(counts[w][o]) for w in whichs) + " |")
+    else:
+        for o in outcomes:
+            print(f"{o:14s} " + "  ".join(f"{w}={counts[w][o]}" for w in whichs))
+    for w in whichs:
+        if notes[w]:
+            print(f"\n{w}: where the runs that did not end cleanly ended")
+            for note, n in notes[w].most_common():
+                print(f"  {n:3d} x {note}")
+
+
+if __name__ == "__main__":
+    main()
