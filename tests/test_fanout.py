@@ -118,8 +118,7 @@ async def test_the_parent_can_cancel_a_child_it_awaits(mode, num_threads):
 
         async def parent():
             kid = tg.create_task(asyncio.sleep(30))
-            await asyncio.sleep(0.005)
-            assert kid.cancel("stop it")
+            assert kid.cancel("stop it")  # started or not, the child ends cancelled
             try:
                 await kid
             except asyncio.CancelledError as exc:
@@ -131,7 +130,10 @@ async def test_the_parent_can_cancel_a_child_it_awaits(mode, num_threads):
 
 
 async def test_a_child_that_swallows_the_cancel_gives_its_result_to_the_parent(mode, num_threads):
+    started = threading.Event()
+
     async def stubborn():
+        started.set()
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
@@ -141,7 +143,9 @@ async def test_a_child_that_swallows_the_cancel_gives_its_result_to_the_parent(m
 
         async def parent():
             kid = tg.create_task(stubborn())
-            await asyncio.sleep(0.005)
+            while not started.is_set():  # a task cancelled before it starts never runs at all
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)
             kid.cancel()
             return await kid
 
