@@ -19,7 +19,9 @@ void fault_arm(long k);
 long fault_sites_passed(void);
 int fault_fired(void);
 #define FAULT_C() fault_fire()
-#define FAULT_PY() (fault_fire() ? (PyErr_NoMemory(), 1) : 0)
+/* A fresh MemoryError: PyErr_NoMemory() may raise CPython's preallocated last-resort instance,
+ * whose traceback then grows with every raise and keeps the frames (and what they hold) alive. */
+#define FAULT_PY() (fault_fire() ? (PyErr_SetNone(PyExc_MemoryError), 1) : 0)
 #else
 #define FAULT_C() 0
 #define FAULT_PY() 0

@@ -295,7 +295,9 @@ PyObject *gather_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             continue;
         }
         JobObject *job = job_new(st, coro, NULL, NULL, NULL, i);
+        Py_ssize_t not_started = i; /* job_new failed: this coroutine was never taken */
         if (job != NULL) {
+            not_started = i + 1;
             job_sink_register(&d->sink, job);
             if (route_submit(&d->route, job) < 0) {
                 job_sink_unregister(&d->sink, job);
@@ -306,7 +308,7 @@ PyObject *gather_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             /* Cancel what started, close what did not; the started ones are delivered to a
              * future nobody will see, which then goes away with them. */
             PyObject *exc = PyErr_GetRaisedException();
-            close_from(st, d, coros, i + 1);
+            close_from(st, d, coros, not_started);
             PyObject *jobs = job_sink_snapshot(&d->sink);
             for (Py_ssize_t k = 0; jobs != NULL && k < PyList_GET_SIZE(jobs); k++) {
                 (void)route_cancel((JobObject *)PyList_GET_ITEM(jobs, k), NULL, 0);

@@ -232,10 +232,20 @@ void job_finished(JobObject *job, int kind, PyObject *outcome)
     sink_push(job);
 }
 
+#define MAX_SETTLE_ATTEMPTS 8
+
 void job_relay_arrived(JobObject *job, int settle)
 {
     job_sink *s = job->sink;
     if (settle && s != NULL && s->ops->settle != NULL && s->ops->settle(s->owner, job) < 0) {
+        if (++job->relay_attempts < MAX_SETTLE_ATTEMPTS && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) &&
+            !PyErr_ExceptionMatches(PyExc_SystemExit)) {
+            /* A task awaits this future: never leave it asleep for a momentary failure. Try
+             * again from the relay worker's next drain (the repost allocates nothing). */
+            PyErr_Clear();
+            s->ops->relay(job);
+            return;
+        }
         PyErr_WriteUnraisable(job->future ? job->future : (PyObject *)job);
     }
     sink_push(job);
@@ -464,15 +474,43 @@ int job_sink_traverse(job_sink *s, visitproc visit, void *arg)
 {
     Py_VISIT(s->loop);
     Py_VISIT(s->wake_cb);
-    /* the undelivered jobs: the GC runs with the world stopped, so the list is stable */
+    /* The GC runs with the world stopped, so the list and the stacks are stable. */
     for (JobObject *j = s->undelivered; j != NULL; j = j->next) {
+        Py_VISIT(j);
+    }
+    /* Finished jobs own a reference too: visiting them lets the GC reclaim an owner whose loop
+     * closed with its drain still scheduled (the handle dropped, nobody will take the stack). */
+    /* relaxed: stop-the-world */
+    for (disp_node *n = atomic_load_explicit(&s->finished.top, memory_order_relaxed); n != NULL; n = n->next) {
+        Py_VISIT(disp_container_of(n, JobObject, done_node));
+    }
+    for (JobObject *j = s->retry; j != NULL;
+         j = j->done_node.next ? disp_container_of(j->done_node.next, JobObject, done_node) : NULL) {
         Py_VISIT(j);
     }
     return 0;
 }
 
+/* Drop the finished jobs nobody will deliver (the GC breaks the owner's cycle, or it dies). */
+static void sink_drop_finished(job_sink *s)
+{
+    disp_node *n = disp_stack_take_all(&s->finished);
+    if (s->retry != NULL) {
+        sink_requeue(s, n);
+        n = &s->retry->done_node;
+        s->retry = NULL;
+    }
+    while (n != NULL) {
+        JobObject *job = disp_container_of(n, JobObject, done_node);
+        n = n->next;
+        job->done_node.next = NULL;
+        Py_DECREF(job);
+    }
+}
+
 void job_sink_clear(job_sink *s)
 {
+    sink_drop_finished(s);
     JobObject *head;
     Py_BEGIN_CRITICAL_SECTION(s->owner);
     head = s->undelivered;
@@ -491,18 +529,6 @@ void job_sink_clear(job_sink *s)
 void job_sink_dealloc(job_sink *s)
 {
     job_sink_clear(s);
-    /* Unreachable while jobs are on the stack (each holds an owner reference); defensive. */
-    disp_node *n = disp_stack_take_all(&s->finished);
-    if (s->retry != NULL) {
-        sink_requeue(s, n);
-        n = &s->retry->done_node;
-        s->retry = NULL;
-    }
-    while (n != NULL) {
-        JobObject *job = disp_container_of(n, JobObject, done_node);
-        n = n->next;
-        Py_DECREF(job);
-    }
 }
 
 /* ------------------------------------------------------------------------------------------------

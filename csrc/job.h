@@ -87,6 +87,7 @@ struct JobObject {
     int outcome_kind;              /* OUTCOME_*, with outcome */
     int delivery_attempts;         /* owner's loop thread: failed deliveries so far */
     int delivery_progress;         /* owner's loop thread: steps of the deliver hook already done */
+    int relay_attempts;            /* relay worker's thread: failed settles of its future so far */
     Py_ssize_t index;              /* the owner's slot for it (gather: position in the results) */
     JobObject *prev, *next;        /* the sink's undelivered list: owner's critical section */
     disp_node done_node;           /* on the sink's finished stack (job.c) */

@@ -103,14 +103,16 @@ def pool():
 
 
 class _ErrorRecorder(logging.Handler):
+    """Keeps the messages only: a record's exc_info would keep frames (and what they hold) alive."""
+
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
+        self.messages: list[str] = []
         self._records_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         with self._records_lock:
-            self.records.append(record)
+            self.messages.append(record.getMessage())
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +128,7 @@ def _no_leaks(request):
     finally:
         asyncio_logger.removeHandler(recorder)
     if request.node.get_closest_marker("allow_asyncio_errors") is None:
-        messages = [r.getMessage() for r in recorder.records]
+        messages = list(recorder.messages)
         assert not messages, f"asyncio logged errors during the test: {messages}"
     leaked = [
         t
