@@ -204,7 +204,7 @@ int route_bind(pool_route *r, PyObject *owner)
     if (r->tokens == NULL || FAULT_C() || disp_shared_init(&r->shared, r->n, 64) < 0) {
         PyMem_Free(r->tokens);
         r->tokens = NULL;
-        PyErr_NoMemory();
+        thrasks_no_memory();
         return -1;
     }
     r->shared_inited = 1;
@@ -245,7 +245,7 @@ int route_submit(pool_route *r, JobObject *job)
     }
     long slot = FAULT_C() ? -2 : disp_shared_push(&r->shared, job); /* the queue owns our job ref */
     if (slot == -2) {
-        PyErr_NoMemory();
+        thrasks_no_memory();
         return -1;
     }
     if (slot >= 0) {
@@ -337,7 +337,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     pool->retired = pool->workers ? PyList_New(0) : NULL;
     if (pool->workers == NULL || pool->retired == NULL) {
         Py_DECREF(pool);
-        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+        return PyErr_Occurred() ? NULL : thrasks_no_memory();
     }
     /* Registered for interpreter exit (thrasks/_pool.py), whoever made it and however. */
     PyObject *ref = FAULT_PY() ? NULL : PyWeakref_NewRef((PyObject *)pool, NULL);

@@ -77,5 +77,18 @@ thrasks_state *thrasks_state_of_type(PyTypeObject *tp);
 /* The module object of one of our heap types or a subclass (borrowed). */
 PyObject *thrasks_module_of_type(PyTypeObject *tp);
 
+/* What a C allocation site raises when malloc failed: PyErr_NoMemory(). In a fault build the
+ * failure is injected and memory is there, so a fresh MemoryError instead of CPython's
+ * last-resort instance, whose traceback grows with every raise and keeps frames alive. */
+static inline PyObject *thrasks_no_memory(void)
+{
+#ifdef THRASKS_FAULT_INJECTION
+    PyErr_SetNone(PyExc_MemoryError);
+    return NULL;
+#else
+    return PyErr_NoMemory();
+#endif
+}
+
 /* The unit that owns each type gives module.c its spec; module.c creates the types in exec. */
 #endif
