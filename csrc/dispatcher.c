@@ -1,6 +1,7 @@
 /* dispatcher.c - round robin, batched inbox wake-ups and the park/notify protocol.
  * The protocols, and why they lose no wake-up, are described in dispatcher.h. */
 #include "dispatcher.h"
+#include "atomics.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -123,7 +124,7 @@ long disp_shared_push(disp_shared *s, void *item)
     }
     /* seq_cst: pairs with the seq_cst fence in disp_shared_pop (Dekker: our push vs. its PARKED
      * store; at least one side sees the other's store). */
-    atomic_thread_fence(memory_order_seq_cst);
+    THRASKS_FENCE_SEQ_CST();
     for (size_t i = 0; i < s->n; i++) {
         size_t k = (start + i) % s->n;
         atomic_int *st = &s->slots[k].state;
@@ -154,7 +155,7 @@ int disp_shared_pop(disp_shared *s, size_t slot, void **item)
      * slot in disp_shared_push. */
     atomic_store_explicit(st, DISP_SLOT_PARKED, memory_order_relaxed);
     /* seq_cst: pairs with the seq_cst fence in disp_shared_push (see there). */
-    atomic_thread_fence(memory_order_seq_cst);
+    THRASKS_FENCE_SEQ_CST();
     it = mpmc_pop(&s->q); /* the re-check */
     if (it == NULL) {
         return DISP_PARKED;

@@ -2,6 +2,7 @@
  * Protocols and ownership are described in loop_runner.h. */
 #include "loop_runner.h"
 #include "future_bridge.h"
+#include "atomics.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -121,7 +122,7 @@ int runner_post(WorkerObject *w, void *msg)
     }
     /* seq_cst fence: pairs with the fence in worker_die. Either we see dead == 1 here, or the
      * worker's last drain (after its fence) sees the message we pushed. */
-    atomic_thread_fence(memory_order_seq_cst);
+    THRASKS_FENCE_SEQ_CST();
     if (atomic_load_explicit(&w->dead, memory_order_relaxed)) {
         drain_orphans(w);
     }
@@ -430,7 +431,7 @@ static void worker_die(WorkerObject *w)
 {
     atomic_store_explicit(&w->dead, 1, memory_order_relaxed);
     /* seq_cst fence: pairs with the fence in runner_post (see loop_runner.h). */
-    atomic_thread_fence(memory_order_seq_cst);
+    THRASKS_FENCE_SEQ_CST();
     drain_orphans(w);
 }
 
