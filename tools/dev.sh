@@ -452,6 +452,9 @@ PY
 # reference-leak check, skipped elsewhere) runs here. Everything is several times slower: the
 # faulthandler dump of a hung test waits longer, and the whole run may take longer.
 step_pytest_debug() {
+    # The debug and TSan interpreters' standard library is byte-compiled on first import
+    # (tools/python.sh): let them cache it.
+    unset PYTHONDONTWRITEBYTECODE
     pytest_timeout=${THRASKS_SLOW_PYTEST_TIMEOUT:-3600}
     pytest_extra=(-o faulthandler_timeout=900)
     run_pytest ft-debug debug -Db_ndebug=false
@@ -463,6 +466,7 @@ step_pytest_debug() {
 # start), goes to a file under build/pytest-ft-tsan/tsan-reports: one file there fails the step.
 step_pytest_tsan() {
     local base sup reports rc=0
+    unset PYTHONDONTWRITEBYTECODE  # as in step_pytest_debug
     base=$("$repo/tools/python.sh" ft-tsan)
     sup=${THRASKS_TSAN_SUPPRESSIONS:-$(dirname "$base")/../share/thrasks/suppressions_free_threading.txt}
     [ -f "$sup" ] || die "no TSan suppressions file at $sup (tools/python.sh ft-tsan copies CPython's Tools/tsan/suppressions_free_threading.txt there; or set THRASKS_TSAN_SUPPRESSIONS)"
