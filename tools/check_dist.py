@@ -23,7 +23,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 WHEEL_NAME = re.compile(r"^thrasks-(?P<version>[^-]+)-(?P<py>cp3\d+)-(?P<abi>cp3\d+t?)-(?P<plat>[^-]+)\.whl$")
-MANYLINUX = re.compile(r"^manylinux_\d+_\d+_(x86_64|aarch64)$")
+# PEP 600 tags, and the legacy aliases auditwheel adds beside them (manylinux2014 = manylinux_2_17).
+MANYLINUX = re.compile(r"^manylinux(_\d+_\d+|1|2010|2014)_(?P<arch>x86_64|aarch64)$")
 REQUIRED_CLASSIFIERS = [
     "Programming Language :: Python :: 3.13",
     "Programming Language :: Python :: 3.14",
@@ -91,10 +92,12 @@ def check_wheel(path: Path, version: str, package_files: set[str]) -> None:
         return
     if m["version"] != version:
         problem(f"{name}: version {m['version']}, the sdist's is {version}")
-    if not all(MANYLINUX.match(p) for p in m["plat"].split(".")):
-        problem(f"{name}: platform tag {m['plat']} is not a manylinux_X_Y tag")
+    plats = [MANYLINUX.match(p) for p in m["plat"].split(".")]
+    if not all(plats) or not any(p.group(1).startswith("_") for p in plats if p):
+        problem(f"{name}: platform tag {m['plat']} is not a manylinux_X_Y tag (with its legacy aliases)")
+        return
     abi = m["abi"]  # cp313t -> extension suffix .cpython-313t-<arch>-linux-gnu.so
-    arch = m["plat"].split(".")[0].split("_", 3)[3]
+    arch = plats[0]["arch"]  # type: ignore[index]
     ext = f"thrasks/_core.cpython-{abi[2:]}-{arch}-linux-gnu.so"
     dist_info = f"thrasks-{version}.dist-info"
     with zipfile.ZipFile(path) as whl:
