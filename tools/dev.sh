@@ -388,7 +388,7 @@ print(thrasks.__version__, "gil" if sys._is_gil_enabled() else "nogil", tag)
 # wheel (--only-binary) and once building the sdist (--no-binary), then INSTALL_SMOKE. The
 # installed WHEEL tag tells which was installed: manylinux (ours, repaired) or linux (built).
 step_index_install() {
-    local dist="$repo/build/dist" served="$repo/build/index" port pid url kind base form v tag
+    local dist="$repo/build/dist" served="$repo/build/index" port url kind base form v tag
     local line want_gil n=0
     compgen -G "$dist/thrasks-*.whl" >/dev/null || make_dists "$dist"
     dist_tools
@@ -400,9 +400,10 @@ step_index_install() {
     port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     url="http://127.0.0.1:$port/simple/"
     "$py" -m pypiserver run -i 127.0.0.1 -p "$port" --disable-fallback "$served" > "$logs/pypiserver.log" 2>&1 &
-    pid=$!
-    # This step runs in a subshell: the trap ends the server with it.
-    trap 'kill "$pid" 2>/dev/null || true' EXIT
+    # Global, not local: the trap runs after this function has returned. The step runs in a
+    # subshell, so the trap ends the server with the step.
+    index_pid=$!
+    trap 'kill "$index_pid" 2>/dev/null || true' EXIT
     "$py" - "$url" <<'PY' || { cat "$logs/pypiserver.log" >&2; die "the package index did not come up"; }
 import sys, time, urllib.request
 for _ in range(300):
