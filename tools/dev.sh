@@ -458,6 +458,8 @@ step_pytest_debug() {
     unset PYTHONDONTWRITEBYTECODE
     pytest_timeout=${THRASKS_SLOW_PYTEST_TIMEOUT:-3600}
     pytest_extra=(-o faulthandler_timeout=900)
+    # The tests' hang guards (tests/conftest.py), stretched for a slower interpreter.
+    export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-4}
     run_pytest ft-debug debug -Db_ndebug=false
 }
 
@@ -480,6 +482,7 @@ step_pytest_tsan() {
     say "TSAN_OPTIONS=$TSAN_OPTIONS${pyrun[*]:+; under ${pyrun[*]}}"
     pytest_timeout=${THRASKS_SLOW_PYTEST_TIMEOUT:-3600}
     pytest_extra=(-o faulthandler_timeout=900)
+    export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-10}  # as in step_pytest_debug
     run_pytest ft-tsan debugoptimized -Db_sanitize=thread -Db_lundef=false -Db_ndebug=false || rc=$?
     if compgen -G "$reports/tsan.*" >/dev/null; then
         say "ThreadSanitizer reports (each halted its process):"
