@@ -61,6 +61,9 @@ ok = {
     "3.14": v == (3, 14) and not ft and not tsan and not debug,
     "3.15": v == (3, 15) and not ft and not tsan and not debug,
 }[kind]
+# A base interpreter, never a venv's (tools/dev.sh puts its venvs' bin/ on PATH, and a venv made
+# from a venv that is then recreated would lose its own interpreter).
+ok = ok and sys.prefix == sys.base_prefix
 import venv  # noqa: F401  (every kind makes venvs)
 sys.exit(0 if ok else 1)
 PY
