@@ -7,10 +7,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#ifdef THRASKS_TSAN
-_Atomic unsigned long thrasks_tsan_fence_word; /* the object of THRASKS_FENCE_SEQ_CST (atomics.h) */
-#endif
-
 /* ---- 1. round robin ---- */
 
 void disp_rr_init(disp_rr *rr, _Atomic size_t *pool_counter, size_t n)

@@ -17,10 +17,15 @@
  * every item of the old ring has been claimed, so rings are consumed strictly in order.
  */
 #include "mpmc_queue.h"
+#include "atomics.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#ifdef THRASKS_TSAN
+_Atomic unsigned long thrasks_fence_word; /* see atomics.h */
+#endif
 
 #define MPMC_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 

@@ -210,10 +210,12 @@ SMOKE = textwrap.dedent("""
 
 def test_sdist_installs_into_a_fresh_venv_and_runs(dist: dict[str, Path], tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    # A venv made from a venv's interpreter is a venv of the same base interpreter.
-    _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    # A venv made from a venv's interpreter is a venv of the same base interpreter. Without pip:
+    # this environment's pip installs into it (`pip --python`), because ensurepip is not always
+    # usable (Debian's picks the machine's own pip wheel, which may not run on a newer Python).
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    _run(python, "-m", "pip", "install", dist["sdist"], cwd=tmp_path)
+    _run(sys.executable, "-m", "pip", "--python", python, "install", dist["sdist"], cwd=tmp_path)
     # -P and cwd=tmp_path: the installed package, never the repository's thrasks/.
     out = _run(python, "-P", "-c", SMOKE, cwd=tmp_path)
     version, location, gil = out.split()[-3:]

