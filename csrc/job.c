@@ -126,6 +126,15 @@ int job_claim_abort(JobObject *job)
     return atomic_exchange_explicit(&job->abort_claimed, 1, memory_order_relaxed) == 0;
 }
 
+int job_wants_lazy_start(JobObject *job)
+{
+    /* acquire: pairs with the acq_rel CAS to CANCEL_PENDING (the deferral flag is set before it) */
+    if (atomic_load_explicit(&job->state, memory_order_acquire) != JOB_CANCEL_PENDING) {
+        return 0;
+    }
+    return !atomic_load_explicit(&job->cancel_deferred, memory_order_relaxed); /* ordered above */
+}
+
 int job_state(JobObject *job)
 {
     /* acquire: pairs with the release transitions (job.h) */

@@ -143,6 +143,10 @@ int job_request_cancel(JobObject *job, PyObject *msg, int defer);
  * spawned child fails and one on the owner's loop - cancel each task once, as asyncio does. */
 int job_claim_abort(JobObject *job);
 
+/* Worker thread, before starting the job: 1 if a cancel request came first and is not deferred
+ * (the coroutine must never run: start it lazily and cancel it before its first step). */
+int job_wants_lazy_start(JobObject *job);
+
 /* Any thread: the job's state now (acquire; see the state machine). */
 int job_state(JobObject *job);
 /* After an acquire of RUNNING (job_request_cancel returned JOB_CANCEL_POST): its worker (borrowed). */

@@ -211,6 +211,74 @@ static void cancel_task_soon(WorkerObject *w, PyObject *task, PyObject *msg)
     Py_XDECREF(cancel);
 }
 
+/* The outcome of a done task: its kind, with a new reference to the result or exception (NULL
+ * for a cancellation) in *outcome. One call in the common case: result() returns the value, or
+ * raises the task's exception (which also marks it retrieved: the owner reports it). */
+static int task_outcome(thrasks_state *st, PyObject *task, PyObject **outcome)
+{
+    *outcome = PyObject_CallMethodNoArgs(task, st->s_result);
+    if (*outcome != NULL) {
+        return OUTCOME_RESULT;
+    }
+    PyObject *exc = PyErr_GetRaisedException();
+    if (PyErr_GivenExceptionMatches(exc, st->cancelled_error)) {
+        PyObject *r = PyObject_CallMethodNoArgs(task, st->s_cancelled);
+        int cancelled = r == Py_True;
+        Py_XDECREF(r);
+        PyErr_Clear(); /* on error keep the CancelledError as the exception: the outcome is known */
+        if (cancelled) {
+            Py_DECREF(exc);
+            *outcome = NULL;
+            return OUTCOME_CANCELLED;
+        }
+    }
+    *outcome = exc;
+    return OUTCOME_EXCEPTION;
+}
+
+static void count_outcome(WorkerObject *w, int kind)
+{
+    /* relaxed: statistics */
+    atomic_fetch_add_explicit(kind == OUTCOME_RESULT      ? &w->stats.finished
+                              : kind == OUTCOME_CANCELLED ? &w->stats.cancelled
+                                                          : &w->stats.failed,
+                              1, memory_order_relaxed);
+}
+
+/* The job's Task on this loop. Eagerly started (asyncio's eager_start: its first step runs now,
+ * inside the drain, as asyncio.eager_task_factory does), unless a cancel request came before
+ * the start and is not deferred: that coroutine must never run, so the task is created lazily
+ * and cancelled before its first step. Built with tp_new + tp_init so that the task object
+ * survives an interrupt raised in its first step (KeyboardInterrupt / SystemExit come out of
+ * the constructor). New reference, or NULL with an exception set and *task_out the task if
+ * one exists (new reference) or NULL. */
+static PyObject *new_task(WorkerObject *w, JobObject *job, PyObject *coro, PyObject **task_out)
+{
+    thrasks_state *st = w->st;
+    PyTypeObject *tp = (PyTypeObject *)st->task_type;
+    *task_out = NULL;
+    int eager = !job_wants_lazy_start(job);
+    PyObject *args = FAULT_PY() ? NULL : PyTuple_Pack(1, coro);
+    PyObject *kwargs = args ? PyDict_New() : NULL;
+    if (kwargs == NULL || PyDict_SetItem(kwargs, st->s_loop, w->loop) < 0 ||
+        (job->name && PyDict_SetItem(kwargs, st->s_name, job->name) < 0) ||
+        PyDict_SetItem(kwargs, st->s_context, job->context) < 0 ||
+        (eager && PyDict_SetItem(kwargs, st->s_eager_start, Py_True) < 0)) {
+        Py_XDECREF(args);
+        Py_XDECREF(kwargs);
+        return NULL;
+    }
+    PyObject *task = tp->tp_new(tp, st->empty_tuple, NULL);
+    int rc = task ? tp->tp_init(task, args, kwargs) : -1;
+    Py_DECREF(args);
+    Py_DECREF(kwargs);
+    if (rc < 0) {
+        *task_out = task;
+        return NULL;
+    }
+    return task;
+}
+
 /* Start the job's coroutine as a Task on this loop. Takes the worker side's job reference.
  * `tok`: the QUEUE serve token it came from, or NULL. */
 static void start_job(WorkerObject *w, JobObject *job, runner_serve_token *tok)
@@ -225,17 +293,44 @@ static void start_job(WorkerObject *w, JobObject *job, runner_serve_token *tok)
         job_finished(job, OUTCOME_CANCELLED, NULL);
         return;
     }
-    PyObject *args[5] = {NULL, coro, w->loop, job->name ? job->name : Py_None, job->context};
-    PyObject *task = FAULT_PY() ? NULL
-                                : PyObject_Vectorcall(st->task_type, args + 1,
-                                                      1 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kw_task);
+    /* relaxed: statistics (loop_runner.h) */
+    atomic_fetch_add_explicit(&w->stats.started, 1, memory_order_relaxed);
+    PyObject *half = NULL;
+    PyObject *task = new_task(w, job, coro, &half);
     if (task == NULL) {
-        job_close_coro(st, coro); /* it never ran: no "never awaited" warning */
+        PyObject *exc = PyErr_GetRaisedException();
+        PyObject *done = half ? PyObject_CallMethodNoArgs(half, st->s_done) : NULL;
+        if (done == Py_True) {
+            /* An interrupt out of its first step: asyncio has set it on the task, which owns it;
+             * mark it retrieved (the owner reports it) and make it the job's outcome. */
+            PyObject *r = PyObject_CallMethod(half, "exception", NULL);
+            Py_XDECREF(r);
+        }
+        else {
+            job_close_coro(st, coro); /* it never ran: no "never awaited" warning */
+        }
+        PyErr_Clear();
+        Py_XDECREF(done);
+        Py_XDECREF(half);
         Py_DECREF(coro);
-        job_finished(job, OUTCOME_EXCEPTION, PyErr_GetRaisedException());
+        count_outcome(w, OUTCOME_EXCEPTION);
+        job_finished(job, OUTCOME_EXCEPTION, exc);
         return;
     }
     Py_DECREF(coro);
+    PyObject *done = PyObject_CallMethodNoArgs(task, st->s_done);
+    if (done == Py_True) {
+        /* It finished in its first step: report it now, no done callback, no extra iteration. */
+        Py_DECREF(done);
+        PyObject *outcome;
+        int kind = task_outcome(st, task, &outcome);
+        Py_DECREF(task);
+        count_outcome(w, kind);
+        job_finished(job, kind, outcome);
+        return;
+    }
+    Py_XDECREF(done);
+    PyErr_Clear();
     /* The running dict takes the worker side's job reference over until the task is done. */
     if (FAULT_PY() || PyDict_SetItem(w->running, task, (PyObject *)job) < 0) {
         goto fail;
@@ -258,8 +353,6 @@ static void start_job(WorkerObject *w, JobObject *job, runner_serve_token *tok)
         /* relaxed: a load figure for balance decisions; no data is published through it */
         atomic_fetch_add_explicit(&tok->in_flight, 1, memory_order_relaxed);
     }
-    /* relaxed: statistics (loop_runner.h) */
-    atomic_fetch_add_explicit(&w->stats.started, 1, memory_order_relaxed);
     switch (job_started(job, task, (PyObject *)w)) {
     case JOB_START_CANCEL:
         cancel_task(w, task, job_cancel_msg(job));
@@ -278,6 +371,7 @@ fail:
         PyObject *exc = PyErr_GetRaisedException();
         cancel_task(w, task, NULL);
         Py_DECREF(task);
+        count_outcome(w, OUTCOME_EXCEPTION);
         job_finished(job, OUTCOME_EXCEPTION, exc);
     }
 }
@@ -295,7 +389,6 @@ static void stop_loop(WorkerObject *w)
 static PyObject *worker_task_done(PyObject *op, PyObject *task)
 {
     WorkerObject *w = (WorkerObject *)op;
-    thrasks_state *st = w->st;
     PyObject *item = NULL;
     int found = PyDict_Pop(w->running, task, &item);
     if (found < 0) {
@@ -305,35 +398,14 @@ static PyObject *worker_task_done(PyObject *op, PyObject *task)
         Py_RETURN_NONE; /* not tracked any more: its job was resolved when the worker died */
     }
     JobObject *job = (JobObject *)item;
-    /* One call in the common case: result() returns the value, or raises the task's exception
-     * (which also marks it retrieved: the owner reports it) or CancelledError. */
-    int kind = OUTCOME_RESULT;
-    PyObject *outcome = PyObject_CallMethodNoArgs(task, st->s_result);
-    if (outcome == NULL) {
-        kind = OUTCOME_EXCEPTION;
-        outcome = PyErr_GetRaisedException();
-        if (PyErr_GivenExceptionMatches(outcome, st->cancelled_error)) {
-            PyObject *r = PyObject_CallMethodNoArgs(task, st->s_cancelled);
-            if (r == Py_True) {
-                kind = OUTCOME_CANCELLED;
-                Py_CLEAR(outcome);
-            }
-            else if (r == NULL) {
-                PyErr_Clear(); /* keep the CancelledError as the exception: the outcome is known */
-            }
-            Py_XDECREF(r);
-        }
-    }
+    PyObject *outcome;
+    int kind = task_outcome(w->st, task, &outcome);
     runner_serve_token *tok = job->runner_token;
     if (tok != NULL) {
         job->runner_token = NULL;
         atomic_fetch_sub_explicit(&tok->in_flight, 1, memory_order_relaxed); /* see start_job */
     }
-    /* relaxed: statistics */
-    atomic_fetch_add_explicit(kind == OUTCOME_RESULT      ? &w->stats.finished
-                              : kind == OUTCOME_CANCELLED ? &w->stats.cancelled
-                                                          : &w->stats.failed,
-                              1, memory_order_relaxed);
+    count_outcome(w, kind);
     job_finished(job, kind, outcome);
     if (tok != NULL) {
         wakefd_signal(&w->wake); /* a slot of ours got room: look at the queue again */

@@ -10,6 +10,8 @@ import json
 import math
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,7 @@ from thrasks.bench.workloads import (
     rss_mb,
     scaling_thread_counts,
     select_workloads,
+    thread_cpu_seconds,
     workload_names,
 )
 
@@ -65,7 +68,7 @@ async def test_workload_runs_and_matches_asyncio(slug: str) -> None:
         assert all(value > 0 for values in row.samples.values() for value in values)
         assert row.ratio(THRASKS) is not None and row.ratio(BYHAND) is not None
     else:
-        assert row.unit == "MB" and row.ratio(THRASKS) is None
+        assert row.unit in ("MB", "%") and row.ratio(THRASKS) is None
     json.dumps(row.to_dict())  # JSON-ready
 
 
@@ -137,13 +140,15 @@ def test_bars_are_the_issue_bars() -> None:
         "fib": (1.85, "ratio"),
         "taskgroup": (1.85, "ratio"),
         "mixed": (1.7, "ratio"),
+        "mixed_queue": (1.7, "ratio"),
         "io": (0.98, "ratio"),
         "blocking": (1.98, "ratio"),
-        "trivial100": (0.7, "ratio"),
-        "trivial10k": (1.2, "ratio"),
-        "roundtrip": (60e-6, "thrasks"),
+        "trivial100": (1.0, "ratio"),
+        "trivial10k": (1.6, "ratio"),
+        "roundtrip": (1.5, "slowdown"),
         "queue": (1.5, "ratio"),
         "memory": (10.0, "thrasks"),
+        "idle": (1.0, "thrasks"),
     }
 
 
@@ -180,7 +185,9 @@ def test_only_accepts_groups_slugs_and_rejects_unknown_names() -> None:
         "roundtrip",
         "realworld",
         "queue",
+        "mixed_queue",
         "memory",
+        "idle",
     ):
         assert name in names
     assert [w.slug for w in select_workloads(["fib", "scaling-2"], 2)] == ["fib", "scaling-2"]
@@ -218,6 +225,14 @@ def test_ratio_is_baseline_median_over_candidate_median() -> None:
     assert "2.00x" in table and "0.50x" in table and ">= 1.85x met" in table
 
 
+def test_slowdown_bar_is_thrasks_time_over_asyncios() -> None:
+    rt = _row("roundtrip", [20e-6], [40e-6], [200e-6], Bar(1.5, metric="slowdown"))
+    assert rt.bar is not None and rt.bar.value(rt) == pytest.approx(2.0) and rt.bar.met(rt) is False
+    assert "<= 1.5x asyncio's time NOT met" in report.format_table([rt])
+    fast = _row("roundtrip", [20e-6], [25e-6], [200e-6], Bar(1.5, metric="slowdown"))
+    assert fast.bar is not None and fast.bar.met(fast) is True
+
+
 def test_lower_is_better_bars() -> None:
     rt = _row("roundtrip", [20e-6], [70e-6], [200e-6], Bar(60e-6, metric="thrasks"))
     assert rt.bar is not None and rt.bar.met(rt) is False
@@ -243,6 +258,40 @@ def test_header_states_the_context_of_the_numbers() -> None:
         assert key in meta
     header = report.format_header(meta)
     assert "GIL" in header and "cores" in header and meta["thrasks_version"] in header
+
+
+@pytest.mark.hang_guard(120)
+async def test_idle_row_reports_cpu_percent_of_every_variant() -> None:
+    """The idle-cost row (issue 16): a number per variant, in % of one core (no threshold here)."""
+    (row,) = await run_suite([_workload("idle")], QUICK)
+    assert row.ok, row.errors
+    assert row.unit == "%"
+    assert set(row.samples) == {BASELINE, THRASKS, BYHAND, "group"}
+    for key, values in row.samples.items():
+        assert len(values) == QUICK.repeat, key
+        assert all(math.isfinite(v) and v >= 0 for v in values), (key, values)
+    assert row.bar is not None and row.bar.met(row) is not None
+    assert "% of a core" in report.format_table([row])
+    assert " %" in report.format_markdown(report.collect_meta(QUICK), [row])
+
+
+def test_thread_cpu_clock_sees_a_busy_thread() -> None:
+    done = threading.Event()
+
+    def spin() -> None:
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:
+            pass
+        done.wait(5)
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        time.sleep(0.08)
+        assert thread_cpu_seconds([thread]) > 0.01
+    finally:
+        done.set()
+        thread.join()
 
 
 def test_rss_is_read() -> None:

@@ -134,6 +134,10 @@ def _summary(row: RowResult) -> str:
         return f"{len(row.errors)} error(s): {row.errors[0]}"
     if row.unit == "MB":
         return ", ".join(f"{key} {values[0]:+.1f} MB" for key, values in row.samples.items())
+    if row.unit == "%":
+        return ", ".join(
+            f"{key} {median:.2f} %" for key in row.samples if (median := row.median(key)) is not None
+        )
     parts = [
         f"{key} {fmt_seconds(median)}"
         for key in row.samples

@@ -96,6 +96,8 @@ def _fmt_value(row: RowResult, value: float | None) -> str:
         return "-"
     if row.unit == "MB":
         return f"{value:+.1f} MB"
+    if row.unit == "%":
+        return f"{value:.2f} %"
     return fmt_seconds(value)
 
 
@@ -252,7 +254,7 @@ def format_bars(rows: Sequence[RowResult], meta: dict[str, Any]) -> str:
         value = row.bar.value(row)
         if value is None:
             shown = "-"
-        elif row.bar.metric == "ratio":
+        elif row.bar.metric in ("ratio", "slowdown"):
             shown = _fmt_ratio(value)
         else:
             shown = _fmt_value(row, value)
