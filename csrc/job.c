@@ -217,7 +217,12 @@ static void sink_push(JobObject *job)
     }
     /* The stack takes over our reference; the first job of a batch wakes the owner's loop. */
     if (disp_stack_push(&s->finished, &job->done_node)) {
-        sink_wake(s);
+        if (s->hub != NULL) {
+            hub_post(s->hub, &s->hub_node);
+        }
+        else {
+            sink_wake(s);
+        }
     }
 }
 
@@ -274,10 +279,17 @@ void job_abandon(JobObject *job, PyObject *error)
  * the sink
  * ---------------------------------------------------------------------------------------------- */
 
+static PyObject *sink_hub_drain(hub_node *node)
+{
+    return job_sink_drain(disp_container_of(node, job_sink, hub_node));
+}
+
 void job_sink_init(job_sink *s, PyObject *owner, const job_sink_ops *ops, thrasks_state *st)
 {
     memset(s, 0, sizeof *s);
     s->owner = owner;
+    s->hub_node.owner = owner;
+    s->hub_node.drain = sink_hub_drain;
     s->ops = ops;
     s->st = st;
     disp_stack_init(&s->finished);
@@ -289,6 +301,8 @@ void job_sink_bind(job_sink *s, PyObject *loop, PyObject *wake_cb)
 {
     Py_XSETREF(s->loop, Py_NewRef(loop));
     Py_XSETREF(s->wake_cb, Py_NewRef(wake_cb));
+    Py_XSETREF(s->hub, hub_for_loop(s->st, loop)); /* NULL: wake with call_soon_threadsafe */
+    PyErr_Clear();
     s->bound = 1;
 }
 
@@ -483,6 +497,7 @@ int job_sink_traverse(job_sink *s, visitproc visit, void *arg)
 {
     Py_VISIT(s->loop);
     Py_VISIT(s->wake_cb);
+    Py_VISIT(s->hub);
     /* The GC runs with the world stopped, so the list and the stacks are stable. */
     for (JobObject *j = s->undelivered; j != NULL; j = j->next) {
         Py_VISIT(j);
@@ -532,6 +547,7 @@ void job_sink_clear(job_sink *s)
         head = next;
     }
     Py_CLEAR(s->wake_cb);
+    Py_CLEAR(s->hub);
     Py_CLEAR(s->loop);
 }
 

@@ -34,15 +34,18 @@
  *
  * The sink (job_sink) is embedded in the owner. It keeps the owner's undelivered jobs (a list
  * guarded by the owner's critical section, and a pending count) and the stack of finished ones.
- * The first job pushed on an empty stack schedules ONE `loop.call_soon_threadsafe(wake_cb)` on the
- * owner's loop; wake_cb (the owner's bound `_deliver` method) calls job_sink_drain, which hands
- * each finished job to the owner's deliver hook on the owner's loop thread.
+ * The first job pushed on an empty stack wakes the owner's loop ONCE for the batch: it posts the
+ * sink on the loop's hub (loop_hub.h: a write() on an eventfd, no Python on the worker), or, for
+ * a loop without a hub, schedules `loop.call_soon_threadsafe(wake_cb)`. Either way the loop then
+ * runs job_sink_drain, which hands each finished job to the owner's deliver hook on the owner's
+ * loop thread.
  */
 #ifndef THRASKS_JOB_H
 #define THRASKS_JOB_H
 
 #include "thrasks.h"
 #include "dispatcher.h"
+#include "loop_hub.h"
 
 enum { JOB_PENDING = 0, JOB_CANCEL_PENDING = 1, JOB_RUNNING = 2, JOB_DONE = 3 };
 enum { OUTCOME_RESULT = 0, OUTCOME_EXCEPTION = 1, OUTCOME_CANCELLED = 2 };
@@ -106,6 +109,9 @@ struct job_sink {
     PyObject *loop;                /* strong: the owner's loop, where jobs are delivered */
     PyObject *wake_cb;             /* strong: the owner's bound `_deliver` (a reference cycle the
                                       GC sees: the owner traverses the sink) */
+    PyObject *hub;                 /* strong or NULL: the loop's hub (loop_hub.h); NULL: the loop
+                                      is woken with call_soon_threadsafe(wake_cb) */
+    hub_node hub_node;             /* posted on the hub when `finished` becomes non-empty */
     disp_stack finished;           /* finished jobs; each node owns one job reference */
     atomic_int loop_dead;          /* the owner's loop refused call_soon_threadsafe (closed) */
     _Atomic Py_ssize_t pending;    /* registered and not yet delivered */

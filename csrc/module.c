@@ -223,6 +223,7 @@ static int module_exec(PyObject *m)
     I(s_deliver, "_deliver");
     I(s_settle, "_settle");
     I(s_eager_start, "eager_start");
+    I(s_hub_attr, "_thrasks_hub");
 #undef I
     st->kw_loop = PyTuple_Pack(1, st->s_loop);
     st->kw_task = PyTuple_Pack(3, st->s_loop, st->s_name, st->s_context);
@@ -234,6 +235,7 @@ static int module_exec(PyObject *m)
     if (add_type(m, &st->pool_type, &pool_spec, NULL) < 0 ||
         add_type(m, &st->worker_type, &runner_worker_spec, NULL) < 0 ||
         add_type(m, &st->job_type, &job_spec, NULL) < 0 ||
+        add_type(m, &st->hub_type, &hub_spec, NULL) < 0 ||
         add_type(m, &st->group_type, &group_spec, NULL) < 0 ||
         add_type(m, &st->future_type, &bridge_future_spec, fut) < 0 ||
         add_type(m, &st->gathering_type, &gather_future_spec, fut) < 0) {
@@ -262,7 +264,7 @@ static int module_exec(PyObject *m)
     X(s_run_forever) X(s_stop) X(s_close) X(s_is_closed) X(s_run_until_complete)                  \
     X(s_shutdown_asyncgens) X(s_shutdown_default_executor) X(s_start) X(s_join) X(s_target)       \
     X(s_daemon) X(s_call_exception_handler) X(s_uncancel) X(s_ident) X(s_deliver) X(s_settle)     \
-    X(s_eager_start) X(empty_tuple)                                                              \
+    X(s_eager_start) X(s_hub_attr) X(hub_type) X(empty_tuple)                                                              \
     X(kw_loop) X(kw_task) X(kw_context)
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)

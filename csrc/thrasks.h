@@ -33,6 +33,7 @@ typedef struct thrasks_state {
     PyTypeObject *group_type;
     PyTypeObject *future_type;          /* thrasks._core.Future, a subclass of asyncio.Future */
     PyTypeObject *gathering_type;       /* thrasks._core.GatheringFuture, threaded_gather's result */
+    PyTypeObject *hub_type;             /* thrasks._core.LoopHub: a loop's wake-up fd */
     PyObject *asyncio_future_type;      /* _asyncio.Future (strong) */
     PyObject *task_type;                /* _asyncio.Task (strong) */
     PyObject *cancelled_error;          /* asyncio.CancelledError (strong) */
@@ -54,7 +55,7 @@ typedef struct thrasks_state {
         *s_run_forever, *s_stop, *s_close, *s_is_closed, *s_run_until_complete,
         *s_shutdown_asyncgens, *s_shutdown_default_executor, *s_start, *s_join, *s_target,
         *s_daemon, *s_call_exception_handler, *s_uncancel, *s_ident, *s_deliver, *s_settle,
-        *s_eager_start;
+        *s_eager_start, *s_hub_attr;
     PyObject *empty_tuple;              /* () */
     PyObject *kw_loop;                  /* ("loop",) */
     PyObject *kw_task;                  /* ("loop", "name", "context") */
