@@ -153,6 +153,16 @@ void runner_post_stop(WorkerObject *w)
     }
 }
 
+long runner_running(WorkerObject *w)
+{
+    /* relaxed: statistics (loop_runner.h) */
+    unsigned long long started = atomic_load_explicit(&w->stats.started, memory_order_relaxed);
+    unsigned long long done = atomic_load_explicit(&w->stats.finished, memory_order_relaxed) +
+                              atomic_load_explicit(&w->stats.failed, memory_order_relaxed) +
+                              atomic_load_explicit(&w->stats.cancelled, memory_order_relaxed);
+    return started > done ? (long)(started - done) : 0;
+}
+
 int runner_is_dead(WorkerObject *w)
 {
     return atomic_load_explicit(&w->dead, memory_order_acquire); /* pairs with worker_die */
@@ -452,8 +462,15 @@ static int may_take(runner_serve_token *tok, long long now)
         }
         long long look = atomic_load_explicit(&s->last_look_ns, memory_order_relaxed);
         long long notified = atomic_load_explicit(&s->notified_ns, memory_order_relaxed);
-        if (now - look < SERVE_BUSY_NS || (notified > look && now - notified < NOTIFY_GRACE_NS)) {
-            return 0; /* a less loaded, responsive worker will take it */
+        if (now - look < SERVE_BUSY_NS) {
+            return 0; /* a less loaded worker that keeps looking will take it */
+        }
+        if (notified > look) { /* notified, and it has not looked since */
+            WorkerObject *other = atomic_load_explicit(&s->worker, memory_order_acquire);
+            if ((other != NULL && runner_running(other) == 0 && !runner_is_dead(other)) ||
+                now - notified < NOTIFY_GRACE_NS) {
+                return 0; /* it is idle and waking up (or only just notified): leave it the job */
+            }
         }
     }
     return 1;

@@ -22,11 +22,12 @@
  * by runner_post_stop resolves late messages the same way, with a cancellation instead.
  *
  * QUEUE balance (runner_serve_token): a worker takes a job from a shared queue while it has none
- * of that owner's jobs in flight; with some in flight, only when no other slot of the queue is
- * less loaded and responsive (an ACTIVE slot whose worker looked at the queue in the last
- * SERVE_BUSY_NS; a PARKED, less loaded slot is notified instead). So tasks that await at once
- * spread over the workers by count, and a worker that is computing or blocked (it stops looking)
- * leaves the queue to the others.
+ * of that owner's jobs in flight; with some in flight, only when no other ACTIVE slot of the
+ * queue is less loaded and responsive: its worker looked at the queue in the last SERVE_BUSY_NS,
+ * or it was notified and has not looked yet while idle (no task running: it is only waking up),
+ * or notified less than NOTIFY_GRACE_NS ago. So tasks that await at once spread over the workers
+ * by count, and a worker that is computing or blocked (it stops looking) leaves the queue to the
+ * others.
  *
  * Ownership: the pool owns its workers; a worker owns its loop; the worker's thread (a
  * threading.Thread whose target is the bound worker._run) holds the worker alive while it runs.
@@ -57,6 +58,7 @@ typedef struct runner_serve_token {
     _Atomic long in_flight;        /* jobs this slot's worker took and has not finished */
     _Atomic long long last_look_ns; /* when this slot's worker last looked at the queue */
     _Atomic long long notified_ns; /* when a producer last claimed the slot (route_submit) */
+    _Atomic(struct WorkerObject *) worker; /* the worker last notified for the slot (pool keeps it) */
     struct runner_serve_token *serving_next; /* worker thread: the worker's list of served tokens */
 } runner_serve_token;
 
@@ -120,6 +122,9 @@ void runner_post_relay(WorkerObject *w, JobObject *job);
 
 /* The worker whose thread is calling, or NULL (not a worker thread). */
 WorkerObject *runner_current(void);
+
+/* Any thread: tasks the worker runs now (relaxed counters: a recent value). */
+long runner_running(WorkerObject *w);
 
 /* Any thread: the worker died or was stopped (it takes no more messages). */
 int runner_is_dead(WorkerObject *w);

@@ -218,6 +218,7 @@ int route_bind(pool_route *r, PyObject *owner)
         atomic_init(&t->in_flight, 0);
         atomic_init(&t->last_look_ns, 0);
         atomic_init(&t->notified_ns, 0);
+        atomic_init(&t->worker, NULL);
     }
     return 0;
 }
@@ -256,6 +257,8 @@ int route_submit(pool_route *r, JobObject *job)
         /* relaxed: a hint for balance decisions (loop_runner.c, may_take) */
         atomic_store_explicit(&tok->notified_ns, route_now_ns(), memory_order_relaxed);
         WorkerObject *w = pool_worker(r->pool, disp_rr_worker(&r->rr, (size_t)slot, r->pool_size), 0);
+        /* release: the pool keeps w alive; may_take acquires it to see whether it is idle */
+        atomic_store_explicit(&tok->worker, w, memory_order_release);
         Py_INCREF(tok->owner); /* the serve message owns an owner reference */
         runner_post_serve(w, tok);
     }

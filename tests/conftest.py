@@ -50,7 +50,23 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# The instrumented interpreters (pytest-tsan, pytest-debug) run the whole suite with fewer
+# examples and smaller stress sizes: the same code paths, a fraction of the repetitions.
+settings.register_profile(
+    "thrasks-quick",
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("THRASKS_HYPOTHESIS_PROFILE", "thrasks"))
+
+#: Repetition counts of the stress tests are multiplied by this (THRASKS_WORK_SCALE, default 1).
+WORK_SCALE = float(os.environ.get("THRASKS_WORK_SCALE", "1"))
+
+
+def scaled(n: int) -> int:
+    """``n`` repetitions, scaled for slow interpreters (at least 1)."""
+    return max(1, round(n * WORK_SCALE))
 
 
 def pytest_configure(config: pytest.Config) -> None:

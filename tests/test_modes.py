@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from thrasks import SchedulingMode, ThreadedTaskGroup, threaded_gather
+from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
 
 
 async def where():
@@ -189,3 +189,26 @@ async def test_two_groups_on_one_pool_do_not_interfere(pool, mode):
     a, b = await asyncio.gather(one_group("a"), one_group("b"))
     assert a == [("a", i) for i in range(50)]
     assert b == [("b", i) for i in range(50)]
+
+
+@pytest.mark.parametrize("n", [2, 3])
+async def test_queue_gives_every_worker_tasks_when_the_tasks_await_first(n):
+    """QUEUE balances by load, not by loop iterations: a worker whose tasks await at once is
+    free again immediately, and must not take the whole queue (issue 16: it used to)."""
+    with WorkerPool(n) as pool:
+        threads = []
+        lock = threading.Lock()
+
+        async def io_then_cpu(i):
+            with lock:
+                threads.append(threading.current_thread().name)
+            await asyncio.sleep(0.01)
+            return sum(k * k for k in range(2000 + i))
+
+        expected = [sum(k * k for k in range(2000 + i)) for i in range(2 * n)]
+        got = await threaded_gather(
+            *(io_then_cpu(i) for i in range(2 * n)), num_threads=n, mode=SchedulingMode.QUEUE, pool=pool
+        )
+        assert got == expected
+        per_worker = {name: threads.count(name) for name in set(threads)}
+        assert len(per_worker) == n, per_worker

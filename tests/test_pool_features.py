@@ -127,8 +127,12 @@ def test_a_factory_returning_a_closed_loop_is_refused():
 
 
 def test_a_non_callable_factory_is_refused_at_once():
-    with pytest.raises(TypeError, match=r"loop_factory must be a callable"):
-        WorkerPool(loop_factory=asyncio.new_event_loop())
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match=r"loop_factory must be a callable"):
+            WorkerPool(loop_factory=loop)
+    finally:
+        loop.close()
 
 
 async def test_a_bad_factory_fails_the_group_that_grows_the_pool_and_nothing_else(mode):

@@ -10,6 +10,7 @@ import asyncio
 import threading
 
 import pytest
+from conftest import scaled
 
 from thrasks import ThreadedTaskGroup, WorkerPool, threaded_gather
 
@@ -89,7 +90,7 @@ def test_several_callers_on_one_shared_pool(mode):
 def test_several_callers_running_many_small_groups(mode):
     async def caller_main(k):
         out = []
-        for g in range(300):
+        for g in range(scaled(300)):
             async with ThreadedTaskGroup(num_threads=3, mode=mode) as tg:
                 futures = [tg.create_task(tagged(k, 10 * g + i)) for i in range(5)]
             out.extend(f.result()[:2] for f in futures)
@@ -97,7 +98,7 @@ def test_several_callers_running_many_small_groups(mode):
 
     results = run_callers(caller_main)
     for k in range(N_CALLERS):
-        assert results[k] == [(k, i) for g in range(300) for i in range(10 * g, 10 * g + 5)]
+        assert results[k] == [(k, i) for g in range(scaled(300)) for i in range(10 * g, 10 * g + 5)]
 
 
 def test_several_callers_with_failing_groups(mode):
@@ -105,7 +106,7 @@ def test_several_callers_with_failing_groups(mode):
 
     async def caller_main(k):
         caught = 0
-        for g in range(100):
+        for g in range(scaled(100)):
             try:
                 async with ThreadedTaskGroup(num_threads=2, mode=mode) as tg:
                     for _ in range(5):
@@ -121,7 +122,7 @@ def test_several_callers_with_failing_groups(mode):
         raise ValueError(k, g)
 
     results = run_callers(caller_main)
-    assert results == {k: 100 for k in range(N_CALLERS)}
+    assert results == {k: scaled(100) for k in range(N_CALLERS)}
 
 
 @pytest.mark.hang_guard(240)
@@ -158,7 +159,7 @@ async def test_many_future_cancels_racing_with_completion(mode):
         return i
 
     async with ThreadedTaskGroup(num_threads=4, mode=mode) as tg:
-        futures = [tg.create_task(quick(i)) for i in range(5000)]
+        futures = [tg.create_task(quick(i)) for i in range(scaled(5000))]
         for f in futures[::2]:
             f.cancel()
     for i, f in enumerate(futures):
@@ -174,7 +175,7 @@ async def test_repeated_large_bursts_never_lose_a_worker_wake_up(mode):
     async def triv(i):
         return i
 
-    for _ in range(60):
+    for _ in range(scaled(60)):
         expected = list(range(2000))
         results = await asyncio.wait_for(
             threaded_gather(*(triv(i) for i in expected), num_threads=2, mode=mode), 30

@@ -458,9 +458,14 @@ step_pytest_debug() {
     unset PYTHONDONTWRITEBYTECODE
     pytest_timeout=${THRASKS_SLOW_PYTEST_TIMEOUT:-3600}
     pytest_extra=(-o faulthandler_timeout=900)
-    # The tests' hang guards (tests/conftest.py), stretched for a slower interpreter.
+    # The tests' hang guards (tests/conftest.py), stretched for a slower interpreter; the whole
+    # suite, with fewer hypothesis examples and smaller stress repetitions (tests/conftest.py).
     export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-4}
-    run_pytest ft-debug debug -Db_ndebug=false
+    export THRASKS_HYPOTHESIS_PROFILE=${THRASKS_HYPOTHESIS_PROFILE:-thrasks-quick}
+    export THRASKS_WORK_SCALE=${THRASKS_WORK_SCALE:-0.25}
+    # -Dfault_injection=true: tests/test_faults.py sweeps every allocation site of the C core here
+    # (the hooks are inert unless armed, so the rest of the suite runs unchanged).
+    run_pytest ft-debug debug -Db_ndebug=false -Dfault_injection=true
 }
 
 # pytest-tsan: the whole suite on a free-threaded ThreadSanitizer interpreter, thrasks built with
@@ -483,6 +488,8 @@ step_pytest_tsan() {
     pytest_timeout=${THRASKS_SLOW_PYTEST_TIMEOUT:-3600}
     pytest_extra=(-o faulthandler_timeout=900)
     export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-10}  # as in step_pytest_debug
+    export THRASKS_HYPOTHESIS_PROFILE=${THRASKS_HYPOTHESIS_PROFILE:-thrasks-quick}
+    export THRASKS_WORK_SCALE=${THRASKS_WORK_SCALE:-0.25}
     run_pytest ft-tsan debugoptimized -Db_sanitize=thread -Db_lundef=false -Db_ndebug=false || rc=$?
     if compgen -G "$reports/tsan.*" >/dev/null; then
         say "ThreadSanitizer reports (each halted its process):"
