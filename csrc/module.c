@@ -67,6 +67,24 @@ static PyObject *mod_live_pools(PyObject *module, PyObject *Py_UNUSED(ignored))
     return out;
 }
 
+/* The callback of the registry's weakrefs: a pool died, forget its weakref. */
+static PyObject *mod_forget_pool(PyObject *module, PyObject *ref)
+{
+    thrasks_state *st = PyModule_GetState(module);
+    if (st->live_pools == NULL) {
+        Py_RETURN_NONE; /* module teardown */
+    }
+    Py_ssize_t i = PySequence_Index(st->live_pools, ref);
+    if (i < 0) {
+        PyErr_Clear(); /* already forgotten */
+        Py_RETURN_NONE;
+    }
+    if (PySequence_DelItem(st->live_pools, i) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* os.register_at_fork(after_in_child=...): the child has none of the parent's worker threads.
  * Every job they held finishes with a RuntimeError there (its future fails if the child runs
  * the loop that awaits it), and pools made before the fork refuse work (fork_generation). */
@@ -122,6 +140,8 @@ static PyMethodDef module_methods[] = {
      "(asyncio.gather's rules). On any error every coroutine not started is closed."},
     {"_check_num_threads", mod_check_num_threads, METH_O,
      "_check_num_threads($module, num_threads, /)\n--\n\nValidate num_threads; return it."},
+    {"_forget_pool", mod_forget_pool, METH_O,
+     "_forget_pool($module, ref, /)\n--\n\nThe registry weakref's callback: its pool died."},
     {"_live_pools", mod_live_pools, METH_NOARGS,
      "_live_pools($module, /)\n--\n\nEvery WorkerPool still alive."},
     {"_after_fork_child", mod_after_fork_child, METH_NOARGS,
@@ -189,8 +209,9 @@ static int module_exec(PyObject *m)
     st->base_done = PyObject_GetAttrString(fut, "done");
     st->base_exception = PyObject_GetAttrString(fut, "exception");
     st->live_pools = PyList_New(0);
+    st->forget_pool = PyObject_GetAttrString(m, "_forget_pool");
     if (!st->base_cancel || !st->base_set_result || !st->base_set_exception || !st->base_done ||
-        !st->base_exception || !st->live_pools) {
+        !st->base_exception || !st->live_pools || !st->forget_pool) {
         return -1;
     }
 #define I(field, text) if (intern(&st->field, text) < 0) return -1
@@ -258,7 +279,7 @@ static int module_exec(PyObject *m)
     X(pool_type) X(worker_type) X(job_type) X(group_type) X(future_type) X(gathering_type)        \
     X(asyncio_future_type) X(task_type) X(cancelled_error) X(new_event_loop) X(abstract_loop_type) \
     X(iscoroutine) X(thread_type) X(base_cancel) X(base_set_result) X(base_set_exception)         \
-    X(base_done) X(base_exception) X(get_running_loop) X(peek_running_loop) X(live_pools)         \
+    X(base_done) X(base_exception) X(get_running_loop) X(peek_running_loop) X(live_pools) X(forget_pool)         \
     X(s_call_soon) X(s_call_soon_threadsafe) X(s_add_done_callback) X(s_cancel) X(s_cancelled)    \
     X(s_result) X(s_done) X(s_loop) X(s_name) X(s_context) X(s_add_reader) X(s_remove_reader)     \
     X(s_run_forever) X(s_stop) X(s_close) X(s_is_closed) X(s_run_until_complete)                  \

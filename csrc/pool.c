@@ -342,8 +342,9 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(pool);
         return PyErr_Occurred() ? NULL : thrasks_no_memory();
     }
-    /* Registered for interpreter exit (thrasks/_pool.py), whoever made it and however. */
-    PyObject *ref = FAULT_PY() ? NULL : PyWeakref_NewRef((PyObject *)pool, NULL);
+    /* Registered for interpreter exit (thrasks/_pool.py), whoever made it and however; the
+     * weakref's callback (module.c, _forget_pool) takes it out of the registry when the pool dies. */
+    PyObject *ref = FAULT_PY() ? NULL : PyWeakref_NewRef((PyObject *)pool, st->forget_pool);
     if (ref == NULL || PyList_Append(st->live_pools, ref) < 0) {
         Py_XDECREF(ref);
         Py_DECREF(pool);

@@ -48,7 +48,8 @@ typedef struct thrasks_state {
     PyObject *base_exception;           /* _asyncio.Future.exception, unbound: marks it retrieved */
     PyObject *get_running_loop;         /* asyncio.get_running_loop (strong) */
     PyObject *peek_running_loop;        /* asyncio._get_running_loop (strong): None when none runs */
-    PyObject *live_pools;               /* strong: list of weakrefs to every pool made (interpreter exit) */
+    PyObject *live_pools;               /* strong: list of weakrefs to every pool alive (interpreter exit) */
+    PyObject *forget_pool;              /* strong: module function _forget_pool, those weakrefs' callback */
     /* interned method and keyword names */
     PyObject *s_call_soon, *s_call_soon_threadsafe, *s_add_done_callback, *s_cancel, *s_cancelled,
         *s_result, *s_done, *s_loop, *s_name, *s_context, *s_add_reader, *s_remove_reader,

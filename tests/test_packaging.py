@@ -166,8 +166,11 @@ def test_wheel_holds_the_extension_and_the_typing_files(dist: dict[str, Path]) -
     assert f"thrasks/_core{sysconfig.get_config_var('EXT_SUFFIX')}" in names, sorted(names)
     for name in ["thrasks/__init__.py", "thrasks/_core.pyi", "thrasks/py.typed"]:
         assert name in names
+    # The ABI tag: cp313t for the free-threaded build, cp313 for the GIL build; a debug
+    # interpreter (--with-pydebug) adds "d" (cp313td).
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}{'t' if FREE_THREADED else ''}"
-    assert f"-{tag}-" in dist["wheel"].name, dist["wheel"].name
+    debug = "d" if hasattr(sys, "gettotalrefcount") else ""
+    assert f"-{tag}{debug}-" in dist["wheel"].name, dist["wheel"].name
 
 
 def test_wheel_metadata(dist: dict[str, Path]) -> None:

@@ -15,8 +15,10 @@ How a scenario is measured (as ``Lib/test/libregrtest/refleak.py`` does):
   regrtest does (they live until the interpreter exits).
 * ``WARMUPS`` runs first, not measured (caches fill, lazy imports happen, free lists grow), then
   ``RUNS`` measured runs, each giving one delta per counter.
-* A leak is what regrtest calls one: references or memory blocks that grow in EVERY measured run
-  (every delta >= 1), or a file-descriptor count that changes at all. One-off growth (a free
+* A leak is what regrtest calls one: references that grow in EVERY measured run (every delta >= 1),
+  memory blocks that grow by at least half a block per repetition in every run (the free-threaded
+  build's block count drifts by a block or two per run on its own: see ``Hunt.leaked``), or a
+  file-descriptor count that changes at all. One-off growth (a free
   list or a cache that grows once, a deallocation that lands in the next run) is noise and
   tolerated, as in regrtest.
 
@@ -101,7 +103,13 @@ class Report:
         found = []
         if self.refs and all(d >= 1 for d in self.refs):
             found.append("references")
-        if self.blocks and all(d >= 1 for d in self.blocks):
+        # Memory blocks: every delta at least half a block per repetition. On the free-threaded
+        # build the count lags behind the objects: a block that a worker thread allocated and
+        # another thread freed waits on mimalloc's cross-thread list until that worker allocates
+        # again, so an idle worker makes the count drift by a block or two per run (seen:
+        # [1, 2, 1] with references [0, 0, 0]). A leak per task or per group grows it by REPEAT or
+        # more in every run, and shows in the references too.
+        if self.blocks and all(d >= max(1, REPEAT // 2) for d in self.blocks):
             found.append("memory blocks")
         if any(self.fds):
             found.append("file descriptors")
@@ -340,18 +348,31 @@ def test_parent_cancelled(hunt_pool):
 
 
 def test_exceptions_in_tasks(hunt_pool):
+    # Plain try/except, not pytest.raises: pytest keeps bookkeeping per use (ExceptionInfo,
+    # compiled match patterns) that shows as a block or two of growth per run on the debug build.
     async def scenario(pool: WorkerPool) -> None:
-        with pytest.raises(ValueError, match="alone"):
+        try:
             async with ThreadedTaskGroup(num_threads=THREADS, pool=pool) as tg:
                 tg.create_task(fail("alone"))
+        except ValueError as exc:
+            assert str(exc) == "alone"
+        else:
+            raise AssertionError("the group did not raise")
         barrier = threading.Barrier(2, timeout=GUARD)
-        with pytest.raises(ExceptionGroup) as info:
+        try:
             async with ThreadedTaskGroup(num_threads=THREADS, pool=pool) as tg:
                 tg.create_task(fail_together(barrier, "first"))
                 tg.create_task(fail_together(barrier, "second"))
-        assert sorted(str(e) for e in info.value.exceptions) == ["first", "second"]
-        with pytest.raises(ValueError, match="gathered"):
+        except ExceptionGroup as group:
+            assert sorted(str(e) for e in group.exceptions) == ["first", "second"]
+        else:
+            raise AssertionError("the group did not raise")
+        try:
             await threaded_gather(fail("gathered"), num_threads=THREADS, pool=pool)
+        except ValueError as exc:
+            assert str(exc) == "gathered"
+        else:
+            raise AssertionError("the gather did not raise")
 
     assert_no_leak("exceptions raised by tasks (group: one, several; gather)", scenario, hunt_pool)
 
