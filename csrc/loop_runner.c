@@ -306,6 +306,7 @@ static void start_job(WorkerObject *w, JobObject *job, runner_serve_token *tok)
     /* relaxed: statistics (loop_runner.h) */
     atomic_fetch_add_explicit(&w->stats.started, 1, memory_order_relaxed);
     PyObject *half = NULL;
+    w->starting = job; /* its first step runs Python code: a fork now finds the job here */
     PyObject *task = new_task(w, job, coro, &half);
     if (task == NULL) {
         PyObject *exc = PyErr_GetRaisedException();
@@ -324,6 +325,7 @@ static void start_job(WorkerObject *w, JobObject *job, runner_serve_token *tok)
         Py_XDECREF(half);
         Py_DECREF(coro);
         count_outcome(w, OUTCOME_EXCEPTION);
+        w->starting = NULL; /* handed over: every path below clears it before it hands the job on */
         job_finished(job, OUTCOME_EXCEPTION, exc);
         return;
     }
@@ -336,12 +338,14 @@ static void start_job(WorkerObject *w, JobObject *job, runner_serve_token *tok)
         int kind = task_outcome(st, task, &outcome);
         Py_DECREF(task);
         count_outcome(w, kind);
+        w->starting = NULL;
         job_finished(job, kind, outcome);
         return;
     }
     Py_XDECREF(done);
     PyErr_Clear();
     /* The running dict takes the worker side's job reference over until the task is done. */
+    w->starting = NULL;
     if (FAULT_PY() || PyDict_SetItem(w->running, task, (PyObject *)job) < 0) {
         goto fail;
     }
@@ -558,9 +562,13 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
         start_serving(w, tok);
     }
     long taken = 0;
-    for (disp_node *n = disp_stack_take_all(&w->starts); n != NULL; taken++) {
-        JobObject *job = disp_container_of(n, JobObject, start_node);
-        n = n->next;
+    /* The batch in hand lives in the worker (not on the C stack): a fork while a job's first
+     * step runs finds it there (runner_forsake). */
+    w->batch_starts = disp_stack_take_all(&w->starts);
+    while (w->batch_starts != NULL) {
+        JobObject *job = disp_container_of(w->batch_starts, JobObject, start_node);
+        w->batch_starts = w->batch_starts->next;
+        taken++;
         start_job(w, job, NULL);
     }
     if (taken > 0) {
@@ -576,9 +584,10 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
         Py_DECREF(job);
     }
-    for (disp_node *n = disp_stack_take_all(&w->relays); n != NULL;) {
-        JobObject *job = disp_container_of(n, JobObject, relay_node);
-        n = n->next;
+    w->batch_relays = disp_stack_take_all(&w->relays); /* in the worker, as batch_starts */
+    while (w->batch_relays != NULL) {
+        JobObject *job = disp_container_of(w->batch_relays, JobObject, relay_node);
+        w->batch_relays = w->batch_relays->next;
         job_relay_arrived(job, 1);
     }
     serve_round(w);
@@ -668,6 +677,22 @@ void runner_forsake(WorkerObject *w, PyObject *cause)
     w->death_text = "does not exist in this process (it belonged to the parent of an os.fork())";
     runner_die(w, cause);
     stop_serving_all(w, cause);
+    /* What the drain had in hand when the process forked (loop_runner.h). */
+    if (w->starting != NULL) {
+        JobObject *job = w->starting;
+        w->starting = NULL;
+        job_abandon(job, death_error(w, cause)); /* the start's reference */
+    }
+    while (w->batch_starts != NULL) {
+        JobObject *job = disp_container_of(w->batch_starts, JobObject, start_node);
+        w->batch_starts = w->batch_starts->next;
+        job_abandon(job, death_error(w, cause));
+    }
+    while (w->batch_relays != NULL) {
+        JobObject *job = disp_container_of(w->batch_relays, JobObject, relay_node);
+        w->batch_relays = w->batch_relays->next;
+        job_relay_arrived(job, 0);
+    }
     PyObject *items = PyDict_Items(w->running);
     if (items == NULL) {
         PyErr_WriteUnraisable((PyObject *)w);

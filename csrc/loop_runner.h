@@ -86,6 +86,11 @@ struct WorkerObject {
     PyObject *done_cb;             /* strong: bound self._task_done */
     PyObject *running;             /* strong, worker thread only: dict Task -> job */
     runner_serve_token *serving;   /* worker thread only: tokens served (each holds an owner ref) */
+    /* Worker thread only, read by a forked child (runner_forsake): what the drain holds in hand
+     * while it runs Python code, so that a fork at that moment loses none of it. */
+    disp_node *batch_starts;       /* the started jobs taken and not handled yet */
+    disp_node *batch_relays;       /* the relayed jobs taken and not handled yet */
+    JobObject *starting;           /* the job start_job is starting (worker side's reference) */
     _Atomic long inbox_len;        /* jobs posted and not yet taken (stats) */
     _Atomic long shared_len;       /* worker thread writes: queued jobs of the slots it serves (stats) */
     int stopping;                  /* worker thread only */

@@ -6,6 +6,9 @@ trivial coroutines, then runs one more gather on the same pool. Each run is clas
 
     result        the right result, and the pool works afterwards
     memory_error  a clean MemoryError out of the gather, and the pool works afterwards
+    worker_died   a worker's event loop died of the failure (the MemoryError escaped asyncio's own
+                  code on that worker); the gather raised thrasks' RuntimeError naming the worker,
+                  chained to the MemoryError, and the pool works afterwards (it replaced the worker)
     system_error  SystemError (a C function returned NULL without an exception, or the reverse)
     loop_died     an event loop died: the exception escaped asyncio.run (the caller's loop), or
                   the gather after it failed (the pool did not recover)
@@ -68,6 +71,13 @@ CHILD = textwrap.dedent(
         except SystemError as exc:
             outcome = "system_error"
             print("WHERE", where(exc), flush=True)
+        except RuntimeError as exc:
+            if not isinstance(exc.__cause__, MemoryError):
+                raise
+            # a worker's loop died of the failure (inside asyncio: the stack shows where); its
+            # tasks fail with thrasks' RuntimeError naming the worker, chained to the cause
+            outcome = "worker_died"
+            print("WHERE", where(exc.__cause__), flush=True)
         finally:
             _testcapi.remove_mem_hooks()
         try:
@@ -142,10 +152,11 @@ def main() -> None:
         for w in whichs:  # interleaved: the machine's state changes equally for both
             outcome, detail = run_one(k, w, args.timeout)
             counts[w][outcome] += 1
-            if outcome not in ("result", "memory_error"):
+            if outcome not in ("result", "memory_error", "worker_died"):
                 notes[w][f"{outcome}: {detail}"] += 1
             print(f"k={k:4d} {w:8s} {outcome:13s} {detail}", file=sys.stderr, flush=True)
-    outcomes = ["result", "memory_error", "system_error", "loop_died", "hung", "crashed", "wrong_result"]
+    outcomes = ["result", "memory_error", "worker_died", "system_error", "loop_died", "hung", "crashed",
+                "wrong_result"]
     print()
     if args.markdown:
         print("| outcome | " + " | ".join(whichs) + " |")
