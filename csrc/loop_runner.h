@@ -138,6 +138,14 @@ int runner_is_dead(WorkerObject *w);
  * RuntimeError chained to `cause` (the child's only thread; it owns the worker's state now). */
 void runner_forsake(WorkerObject *w, PyObject *cause);
 
+/* The error a job of a dead worker finishes with: a new RuntimeError naming the worker, chained
+ * to `cause` (NULL: the worker was stopped, the job is cancelled: NULL is returned). Any thread. */
+PyObject *runner_death_error(WorkerObject *w, PyObject *cause);
+
+/* Stop serving `tok` for good (the worker stopped or died): park its slot, resolve the jobs left
+ * in its queue (cancelled, or with the death error), drop the token's owner reference. */
+void runner_orphan_serve(WorkerObject *w, runner_serve_token *tok, PyObject *cause);
+
 /* The worker will never take its mailbox again (its thread is ending, or never started): store
  * `cause` (NULL: stopped) and resolve what the mailbox holds, and anything posted later. Its own
  * thread, or a thread that owns a worker nobody else runs. */

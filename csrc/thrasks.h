@@ -5,11 +5,15 @@
  *   - An item on any hand-off (a worker's mailbox, a sink's finished stack, a shared queue) owns one
  *     reference to the object it belongs to; whoever takes it over takes that reference over.
  *
- * Include graph (each arrow: "includes the header of"):
- *   module.c -> group.h, gather.h, future_bridge.h, pool.h
- *   group.c, gather.c -> future_bridge.h -> pool.h -> loop_runner.h -> job.h -> thrasks.h
- *   loop_runner.c -> dispatcher.h -> mpmc_queue.h      (job.h also uses dispatcher.h's stack)
- * No unit includes a header of a unit above it.
+ * Include graph (each arrow: "includes the header of"; all point one way, no cycle):
+ *   module.c -> group.h, gather.h              the Python-facing functions and types
+ *   group.c, gather.c -> future_bridge.h        the owners of jobs, and the Future they hand out
+ *   future_bridge.h -> pool.h                   (+ args.h: the shared argument parser)
+ *   pool.h -> loop_runner.h                     pool.c: the pool and the routes of jobs
+ *   loop_runner.h -> job.h, wakefd.h            loop_runner.c, mailbox.c, worker.c: a worker
+ *   job.h -> loop_hub.h -> dispatcher.h, wakefd.h, thrasks.h
+ *   dispatcher.h -> mpmc_queue.h                no Python below loop_hub.h
+ * docs/design.md draws it.
  */
 #ifndef THRASKS_H
 #define THRASKS_H

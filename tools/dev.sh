@@ -294,7 +294,8 @@ run_pytest() {
     limit=${pytest_timeout:-${THRASKS_PYTEST_TIMEOUT:-2400}}
     shift
     [ $# -eq 0 ] || shift
-    install_thrasks "$kind" "$buildtype" "$@"
+    # BUILDTYPE "prepared": the step has set up $py with thrasks already (pytest-tsan).
+    [ "$buildtype" = prepared ] || install_thrasks "$kind" "$buildtype" "$@"
     mkdir -p "$wd"
     cd "$wd"
     # A hung test ends the run through faulthandler_exit_on_timeout (pyproject.toml); `timeout`
@@ -472,14 +473,56 @@ step_pytest_debug() {
 # -fsanitize=thread and assertions on, CPython's own suppressions for its free-threaded build and
 # halt_on_error=1. Every report, from any process of the run (pip, the subprocesses the tests
 # start), goes to a file under build/pytest-ft-tsan/tsan-reports: one file there fails the step.
-step_pytest_tsan() {
-    local base sup reports rc=0
-    unset PYTHONDONTWRITEBYTECODE  # as in step_pytest_debug
+# ensure_tsan_env: the TSan leg's environment, made WITHOUT running pip or meson under the TSan
+# interpreter (instrumented, they are about ten times slower: a cold set-up took 30 minutes on a
+# shared machine). The TSan interpreter is the same CPython, free-threaded, same ABI, as the `ft`
+# one: its venv is made without pip, and the ft venv's pip installs the test requirements into
+# its site-packages (--target) and builds thrasks there with -fsanitize=thread (the ft venv's
+# meson and compiler; the extension's ABI tag is the same). Sets $venv, $py and $base.
+ensure_tsan_env() {
+    local ftpy site reqs stamp
+    ensure_venv ft
+    ftpy=$py
     base=$("$repo/tools/python.sh" ft-tsan)
-    sup=${THRASKS_TSAN_SUPPRESSIONS:-$(dirname "$base")/../share/thrasks/suppressions_free_threading.txt}
-    [ -f "$sup" ] || die "no TSan suppressions file at $sup (tools/python.sh ft-tsan copies CPython's Tools/tsan/suppressions_free_threading.txt there; or set THRASKS_TSAN_SUPPRESSIONS)"
+    venv="$repo/.venv-ft-tsan"
+    py="$venv/bin/python"
+    if ! { [ -x "$py" ] && [ "$(cat "$venv/.thrasks-base" 2>/dev/null)" = "$base" ]; }; then
+        say "creating $venv from $base (no pip in it: the ft venv's pip fills it)"
+        rm -rf "$venv"
+        run_logged "$logs/venv-ft-tsan.log" "${pyrun[@]}" "$base" -m venv --without-pip "$venv"
+        echo "$base" > "$venv/.thrasks-base"
+    fi
+    site=$("${pyrun[@]}" "$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    mapfile -t reqs < <(requirements "$ftpy")
+    stamp=$(printf '%s\n' "${reqs[@]}" | sha256sum | cut -c1-16)
+    if [ "$(cat "$venv/.thrasks-deps" 2>/dev/null)" != "$stamp" ]; then
+        say "installing into .venv-ft-tsan (with the ft venv's pip): ${reqs[*]}"
+        run_logged "$logs/deps-ft-tsan.log" "$ftpy" -m pip install --upgrade --prefer-binary \
+            --target "$site" "${reqs[@]}"
+        echo "$stamp" > "$venv/.thrasks-deps"
+    fi
+    say "building thrasks (-fsanitize=thread, assertions on) with the ft venv into .venv-ft-tsan"
+    run_logged "$logs/install-ft-tsan.log" "$ftpy" -m pip install --no-build-isolation --no-deps \
+        --force-reinstall --upgrade --target "$site" -Cbuild-dir="$repo/build/ft-tsan-debugoptimized" \
+        -Csetup-args=-Dbuildtype=debugoptimized -Csetup-args=-Db_sanitize=thread \
+        -Csetup-args=-Db_lundef=false -Csetup-args=-Db_ndebug=false "$repo"
+    # Imported the way the tests will, under TSan, from the venv (and the GIL stays disabled).
+    (cd / && "${pyrun[@]}" "$py" -P -c '
+import sys, os, thrasks
+assert os.path.realpath(thrasks.__file__).startswith(os.path.realpath(sys.argv[1])), thrasks.__file__
+assert not sys._is_gil_enabled(), "importing thrasks re-enabled the GIL"
+print("thrasks (TSan build) from", os.path.dirname(thrasks.__file__), file=sys.stderr)
+' "$venv")
+}
+
+step_pytest_tsan() {
+    local sup reports rc=0
+    unset PYTHONDONTWRITEBYTECODE  # as in step_pytest_debug
     tsan_wrapper
     pyrun=("${TSAN_WRAPPER[@]}")
+    ensure_tsan_env
+    sup=${THRASKS_TSAN_SUPPRESSIONS:-$(dirname "$base")/../share/thrasks/suppressions_free_threading.txt}
+    [ -f "$sup" ] || die "no TSan suppressions file at $sup (tools/python.sh ft-tsan copies CPython's Tools/tsan/suppressions_free_threading.txt there; or set THRASKS_TSAN_SUPPRESSIONS)"
     reports="$repo/build/pytest-ft-tsan/tsan-reports"
     rm -rf "$reports"
     mkdir -p "$reports"
@@ -490,7 +533,7 @@ step_pytest_tsan() {
     export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-10}  # as in step_pytest_debug
     export THRASKS_HYPOTHESIS_PROFILE=${THRASKS_HYPOTHESIS_PROFILE:-thrasks-quick}
     export THRASKS_WORK_SCALE=${THRASKS_WORK_SCALE:-0.25}
-    run_pytest ft-tsan debugoptimized -Db_sanitize=thread -Db_lundef=false -Db_ndebug=false || rc=$?
+    run_pytest ft-tsan prepared || rc=$?
     if compgen -G "$reports/tsan.*" >/dev/null; then
         say "ThreadSanitizer reports (each halted its process):"
         cat "$reports"/tsan.* >&2
