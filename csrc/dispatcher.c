@@ -132,10 +132,11 @@ long disp_shared_push(disp_shared *s, void *item)
          * disp_shared_pop. */
         if (atomic_load_explicit(st, memory_order_relaxed) == DISP_SLOT_PARKED) {
             int expected = DISP_SLOT_PARKED;
-            /* relaxed: pairs with the CAS in disp_shared_pop; exactly one side wins a PARKED slot.
-             * Nothing is published through it: the notification the caller sends does that. */
+            /* acquire: reads the consumer's release store of PARKED, so the consumer's last use of
+             * the slot's token happens before we post it again. Exactly one side wins a PARKED
+             * slot (pairs with the CAS in disp_shared_pop). */
             if (atomic_compare_exchange_strong_explicit(st, &expected, DISP_SLOT_ACTIVE,
-                                                        memory_order_relaxed, memory_order_relaxed)) {
+                                                        memory_order_acquire, memory_order_relaxed)) {
                 return (long)k;
             }
         }
@@ -151,9 +152,10 @@ int disp_shared_pop(disp_shared *s, size_t slot, void **item)
         return DISP_ITEM;
     }
     atomic_int *st = &s->slots[slot].state;
-    /* relaxed: ordered before the re-check by the fence below; pairs with the relaxed load of the
-     * slot in disp_shared_push. */
-    atomic_store_explicit(st, DISP_SLOT_PARKED, memory_order_relaxed);
+    /* release: the consumer's last use of its serve token (relinking it) happens before the
+     * producer that claims the slot posts the token again (its CAS acquires). Ordered before the
+     * re-check by the fence below; pairs with the load of the slot in disp_shared_push. */
+    atomic_store_explicit(st, DISP_SLOT_PARKED, memory_order_release);
     /* seq_cst: pairs with the seq_cst fence in disp_shared_push (see there). */
     THRASKS_FENCE_SEQ_CST();
     it = mpmc_pop(&s->q); /* the re-check */
@@ -171,9 +173,9 @@ int disp_shared_pop(disp_shared *s, size_t slot, void **item)
 
 void disp_shared_park(disp_shared *s, size_t slot)
 {
-    /* relaxed: ordered before the caller's pops by the fence below; pairs with the relaxed load of
-     * the slot in disp_shared_push. */
-    atomic_store_explicit(&s->slots[slot].state, DISP_SLOT_PARKED, memory_order_relaxed);
+    /* release: as in disp_shared_pop (the token's reuse); ordered before the caller's pops by the
+     * fence below; pairs with the load of the slot in disp_shared_push. */
+    atomic_store_explicit(&s->slots[slot].state, DISP_SLOT_PARKED, memory_order_release);
     /* seq_cst: pairs with the seq_cst fence in disp_shared_push (as in disp_shared_pop). */
     THRASKS_FENCE_SEQ_CST();
 }
@@ -197,18 +199,23 @@ int disp_stack_push(disp_stack *s, disp_node *n)
     disp_node *top = atomic_load_explicit(&s->top, memory_order_relaxed);
     do {
         n->next = top;
-        /* release: publishes n->next and everything the producer wrote to the item before the push
-         * to the acquire exchange in disp_stack_take_all (later pushes are RMWs, so they continue
-         * this release sequence). */
-    } while (!atomic_compare_exchange_weak_explicit(&s->top, &top, n, memory_order_release,
+        /* acq_rel. release: publishes n->next and everything the producer wrote to the item before
+         * the push to the exchange in disp_stack_take_all (later pushes are RMWs, so they continue
+         * this release sequence). acquire: a node is pushed again only after the consumer took it
+         * (and, say, emptied the stack that made it postable); reading from that take's release
+         * orders the consumer's last writes to n->next before ours (found by ThreadSanitizer: a
+         * hub node re-posted while the hub's take had just relinked it). */
+    } while (!atomic_compare_exchange_weak_explicit(&s->top, &top, n, memory_order_acq_rel,
                                                     memory_order_relaxed));
     return top == NULL;
 }
 
 disp_node *disp_stack_take_all(disp_stack *s)
 {
-    /* acquire: pairs with the release CAS of every push in the list (one release sequence). */
-    disp_node *n = atomic_exchange_explicit(&s->top, NULL, memory_order_acquire);
+    /* acq_rel. acquire: pairs with the release CAS of every push in the list (one release
+     * sequence). release: what this thread wrote before (to nodes it is done with, or to the
+     * stack another thread watches) is visible to the next push, whose CAS acquires it. */
+    disp_node *n = atomic_exchange_explicit(&s->top, NULL, memory_order_acq_rel);
     disp_node *oldest_first = NULL;
     while (n != NULL) {
         disp_node *next = n->next;

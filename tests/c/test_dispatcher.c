@@ -865,6 +865,70 @@ static void run_stack_stress(size_t producers, size_t per_producer)
     free(c.last_seen);
 }
 
+/* The hub pattern (csrc/loop_hub.c): a node N is posted on stack H only when its owner's stack S
+ * goes from empty to non-empty, and S is emptied by the consumer AFTER it took N from H (and
+ * relinked it). The push of N must happen after that relinking: under ThreadSanitizer this test
+ * reports a data race on N.next unless push and take order it (acq_rel on both). */
+typedef struct reuse_ctx {
+    disp_stack hub, owned;         /* H and S */
+    snode n;                       /* the owner's node */
+    snode items[64];
+    _Atomic size_t produced, consumed;
+    size_t total;
+} reuse_ctx;
+
+static void *reuse_producer(void *p)
+{
+    reuse_ctx *c = p;
+    for (size_t i = 0; i < c->total; i++) {
+        snode *it = &c->items[i % 64];
+        while (atomic_load_explicit(&c->consumed, memory_order_acquire) + 64 <= i) {
+            cpu_relax(); /* items are recycled: wait until item i - 64 was consumed */
+        }
+        if (disp_stack_push(&c->owned, &it->node)) {
+            disp_stack_push(&c->hub, &c->n.node); /* S became non-empty: post N */
+        }
+        atomic_fetch_add_explicit(&c->produced, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void test_stack_node_reuse_is_ordered(size_t total)
+{
+    reuse_ctx *c = calloc(1, sizeof *c);
+    CHECK(c != NULL);
+    disp_stack_init(&c->hub);
+    disp_stack_init(&c->owned);
+    c->total = total;
+    pthread_t prod;
+    CHECK(pthread_create(&prod, NULL, reuse_producer, c) == 0);
+    double since = now_s();
+    while (atomic_load_explicit(&c->consumed, memory_order_relaxed) < total) {
+        disp_node *posted = disp_stack_take_all(&c->hub); /* relinks N (writes N.next) */
+        for (disp_node *x = posted; x != NULL;) {
+            disp_node *next = x->next;
+            CHECK(x == &c->n.node);
+            size_t got = 0;
+            for (disp_node *it = disp_stack_take_all(&c->owned); it != NULL; it = it->next) {
+                got++;
+            }
+            atomic_fetch_add_explicit(&c->consumed, got, memory_order_release);
+            x = next;
+        }
+        if (posted == NULL) {
+            /* a push to S found it non-empty after our last take of H only while N is posted */
+            CHECK(now_s() - since < STALL_SECONDS);
+            cpu_relax();
+        }
+        else {
+            since = now_s();
+        }
+    }
+    CHECK(pthread_join(prod, NULL) == 0);
+    CHECK(disp_stack_take_all(&c->owned) == NULL);
+    free(c);
+}
+
 static int want(const char *group)
 {
     const char *only = getenv("THRASKS_TEST_ONLY");
@@ -914,6 +978,8 @@ int main(int argc, char **argv)
         run_stack_stress(1, scaled(300000));
         run_stack_stress(4, scaled(100000));
         printf("ok stack stress\n");
+        test_stack_node_reuse_is_ordered(scaled(200000));
+        printf("ok stack node reuse (the hub pattern)\n");
     }
     if (want("litmus")) {
         /* consumer/producer delays (pause instructions): fine steps where the two sides overlap */
