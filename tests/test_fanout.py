@@ -178,19 +178,25 @@ async def test_threaded_gather_inside_a_task_awaits_its_coroutines(mode, num_thr
 
 async def test_cancelling_a_gather_from_inside_a_task_cancels_its_coroutines(mode, num_threads):
     cancelled = []
+    started = []
+    lock = threading.Lock()
 
     async def sleeper(i):
+        with lock:
+            started.append(i)
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
-            cancelled.append(i)
+            with lock:
+                cancelled.append(i)
             raise
 
     async with ThreadedTaskGroup(num_threads=num_threads, mode=mode) as tg:
 
         async def parent():
             gathering = threaded_gather(*(sleeper(i) for i in range(4)), num_threads=num_threads, mode=mode)
-            await asyncio.sleep(0.01)
+            while len(started) < 4:  # a coroutine cancelled before it starts never runs at all
+                await asyncio.sleep(0.001)
             gathering.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await gathering

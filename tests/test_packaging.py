@@ -54,7 +54,10 @@ SDIST_TOP_LEVEL = {
     "tools",
     ".ci",
 }
-C_UNITS = ["mpmc_queue", "dispatcher", "loop_runner", "future_bridge"]
+C_UNITS = [
+    "mpmc_queue", "dispatcher", "wakefd", "loop_hub", "job", "loop_runner", "mailbox", "worker", "pool",
+    "future_bridge", "group", "gather", "module", "args", "fault",
+]
 FORBIDDEN_DIRS = re.compile(r"^(build|dist|\.git|__pycache__|\.venv.*|\.mesonpy-.*|\.hypothesis|\.pytest_cache)$")
 FORBIDDEN_FILES = re.compile(r"\.(so|pyd|dll|dylib|o|a|pyc|whl|tar\.gz)$")
 
