@@ -517,14 +517,19 @@ async def test_plain_break_cancels_what_is_in_flight(mode):
 async def test_plain_exception_in_the_body_cancels_what_is_in_flight(mode):
     tracker = Tracker()
 
+    async def body(i: int) -> int:
+        return i if i < 2 else await forever(i)
+
     async def consume() -> None:
-        async for _ in await start_four_forever(mode, tracker):
-            raise LookupError("consumer failed")
+        async for r in threaded_map(tracker.wrap(body), range(6), num_threads=2, mode=mode, max_in_flight=6):
+            if r == 1:
+                await tracker.wait_for(lambda: len(tracker.started) == 6)
+                raise LookupError("consumer failed")
 
     with pytest.raises(LookupError):
         await consume()
     await tracker.wait_for(lambda: tracker.started == tracker.ended)
-    assert tracker.cancelled == {1, 2, 3, 4}
+    assert tracker.cancelled == {2, 3, 4, 5}
 
 
 async def test_cancelling_the_consumer_cancels_what_is_in_flight_and_waits(mode):
@@ -560,6 +565,7 @@ async def test_timeout_around_the_iteration_cancels_and_waits(mode):
 async def test_a_consumer_cancelled_again_keeps_waiting_for_the_cancellations(mode):
     tracker = Tracker()
     release = threading.Event()
+    cleaning: set[int] = set()
 
     async def slow_to_cancel(i: int) -> int:
         if i == 0:
@@ -567,6 +573,8 @@ async def test_a_consumer_cancelled_again_keeps_waiting_for_the_cancellations(mo
         try:
             return await forever(i)
         except asyncio.CancelledError:
+            with tracker.lock:
+                cleaning.add(i)
             while not release.is_set():  # cleanup that takes its time
                 await asyncio.sleep(0.001)
             raise
@@ -577,7 +585,7 @@ async def test_a_consumer_cancelled_again_keeps_waiting_for_the_cancellations(mo
     task = asyncio.create_task(anext(it))
     await asyncio.sleep(0)
     task.cancel()
-    await tracker.wait_for(lambda: tracker.cancelled == {1, 2})
+    await tracker.wait_for(lambda: cleaning == {1, 2})
     task.cancel()  # again, while it waits for the cleanups
     for _ in range(50):
         await asyncio.sleep(0)
