@@ -905,6 +905,10 @@ class MemoryWorkload(Workload):
 def all_workloads(cores: int | None = None) -> list[Workload]:
     """Every workload in report order (the seed's order, then the additions)."""
     cores = cores or os.cpu_count() or 1
+    # These modules import this one: imported here, not at the top.
+    from .server import ServerWorkload
+    from .stream import MapWorkload
+
     return [
         JsonWorkload(),
         FibWorkload(),
@@ -919,6 +923,8 @@ def all_workloads(cores: int | None = None) -> list[Workload]:
         Trivial10kWorkload(),
         RoundTripWorkload(),
         MemoryWorkload(),
+        MapWorkload(),
+        ServerWorkload(),
     ]
 
 
