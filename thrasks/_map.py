@@ -417,7 +417,7 @@ def threaded_map(
     A streaming :func:`threaded_gather`: ``items`` (an iterable or an async iterable) is consumed
     lazily, and at most ``max_in_flight`` coroutines exist at any moment, counting those running
     or queued on the workers and finished results not yet read. A million items never means a
-    million coroutines in memory::
+    million coroutines in memory:
 
         async for row in threaded_map(parse, lines, num_threads=4):
             total += row.amount
@@ -458,7 +458,7 @@ def threaded_map(
         return_exceptions: Yield exceptions as results instead of raising the first one.
 
     Returns:
-        An async iterator (:class:`~thrasks._map.ThreadedMap`) of the results, which also has
+        An async iterator (:class:`ThreadedMap`) of the results, which also has
             ``aclose()`` and is an async context manager. Nothing starts until it is first
             iterated; it then belongs to that event loop.
 
