@@ -246,15 +246,15 @@ async def test_coroutines_in_existence_never_exceed_max_in_flight(mode, ordered,
     assert tracker.all_closed()
 
 
-async def test_default_max_in_flight_is_twice_num_threads(mode):
+async def test_default_max_in_flight_is_four_per_thread(mode):
     tracker = Tracker()
     results = []
     async for r in threaded_map(tracker.wrap(double), range(40), num_threads=3, mode=mode):
-        assert tracker.created - len(results) <= 6
+        assert tracker.created - len(results) <= 12
         results.append(r)
     assert results == [2 * i for i in range(40)]
-    assert tracker.peak_alive <= 6
-    assert thrasks._map.DEFAULT_IN_FLIGHT_PER_THREAD == 2
+    assert tracker.peak_alive <= 12
+    assert thrasks._map.DEFAULT_IN_FLIGHT_PER_THREAD == 4
 
 
 async def test_a_million_item_source_is_consumed_lazily(mode):

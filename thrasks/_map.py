@@ -44,10 +44,12 @@ _A = TypeVar("_A")
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
 
-#: ``max_in_flight`` defaults to this many coroutines per worker thread: one running and one
-#: queued behind it, so a worker never idles while its finished result travels back to the
-#: consumer's loop and the next item travels to the worker (see docs/guide.md).
-DEFAULT_IN_FLIGHT_PER_THREAD: Final = 2
+#: ``max_in_flight`` defaults to this many coroutines per worker thread: one running and up to three
+#: queued behind it, so that a worker does not idle while a finished result travels back to the
+#: consumer's loop and the next item travels out, even on a busy machine where thread wake-ups
+#: are slow. Measured with the ``map`` benchmark row's CPU-bound items on 2 cores: 2 per thread
+#: was the slowest, 3 to 8 were alike (see docs/guide.md).
+DEFAULT_IN_FLIGHT_PER_THREAD: Final = 4
 
 
 async def _fetch(source: AsyncIterator[Any]) -> tuple[bool, Any]:
@@ -451,7 +453,7 @@ def threaded_map(
         mode: :class:`SchedulingMode.ROUND_ROBIN` (default) or :class:`SchedulingMode.QUEUE`.
         pool: The :class:`WorkerPool` to run on, or None for the default pool.
         max_in_flight: The bound on coroutines in existence (default:
-            ``2 * num_threads``: one running and one waiting per worker, so that no worker
+            ``4 * num_threads``: one running and a few waiting per worker, so that no worker
             idles while results and new items cross between the threads; raise it for
             coroutines that mostly wait on I/O, or when ``ordered=True`` meets uneven items).
         ordered: Yield results in input order (default) or as they complete.

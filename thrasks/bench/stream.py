@@ -7,8 +7,8 @@ that at most ``limit`` coroutines exist at a time. All three variants run that b
 items with the same function:
 
 * **baseline**: the semaphore pattern on ``asyncio.TaskGroup``, plain asyncio on one loop;
-* **thrasks**: ``threaded_map(parse_row, items, num_threads=N)`` (default ``max_in_flight``, 2N);
-* **by hand**: the semaphore pattern on a ``ThreadedTaskGroup(N)``, with the same limit, 2N;
+* **thrasks**: ``threaded_map(parse_row, items, num_threads=N)`` (default ``max_in_flight``, 4N);
+* **by hand**: the semaphore pattern on a ``ThreadedTaskGroup(N)``, with the same limit, 4N;
 * an extra variant, ``threaded_map(..., ordered=False)``, is in ``--json``.
 
 Every variant returns ``(index, fingerprint)`` pairs, sorted by index where they come unordered,
@@ -109,12 +109,12 @@ async def collect_map(func: RowFunc, items: Iterable[Item], threads: int, ordere
 class MapWorkload(Workload):
     slug = group = "map"
     title_template = (
-        "Stream map: {items} JSON rows of {width} ints, fold x {rounds}, at most 2N in flight"
+        "Stream map: {items} JSON rows of {width} ints, fold x {rounds}, at most 4N in flight"
     )
     description = (
         "Each item: json.loads of a row of {width} integers, then {rounds} passes of a polynomial"
         " fold over them (pure CPU). threaded_map vs the semaphore-around-create_task pattern on"
-        " asyncio.TaskGroup (baseline) and on ThreadedTaskGroup(N) (by hand), same bound (2N)."
+        " asyncio.TaskGroup (baseline) and on ThreadedTaskGroup(N) (by hand), same bound (4N)."
     )
     baseline_label = "asyncio semaphore+TaskGroup"
     full = MappingProxyType({"items": 2000, "width": 40, "rounds": 6})
