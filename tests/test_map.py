@@ -13,9 +13,11 @@ import collections
 import collections.abc
 import contextlib
 import contextvars
+import gc
 import inspect
 import itertools
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -296,6 +298,23 @@ async def test_an_infinite_async_source_is_consumed_lazily(mode):
                 break
     assert results == [2 * i for i in range(100)]
     assert only_this_task_is_left()
+
+
+async def test_a_finished_map_lets_go_of_its_source_without_a_garbage_collection(mode):
+    def source() -> Iterable[int]:
+        yield from range(10)
+
+    items = source()
+    ref = weakref.ref(items)
+    gc.disable()  # released by reference counting alone: no cycle keeps the map's state alive
+    try:
+        it = threaded_map(double, items, num_threads=2, mode=mode)
+        del items
+        assert [r async for r in it] == [2 * i for i in range(10)]
+        del it
+        assert ref() is None
+    finally:
+        gc.enable()
 
 
 # ---- failures -----------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ class _MapState:
     __slots__ = (
         "func", "source", "is_async", "num_threads", "mode", "pool", "max_in_flight", "ordered",
         "return_exceptions", "loop", "group", "order", "done", "window", "live", "fetch",
-        "exhausted", "error", "aborted", "finished", "running", "waiter", "on_done", "wake",
+        "exhausted", "error", "aborted", "finished", "running", "waiter",
     )
 
     def __init__(
@@ -114,9 +114,6 @@ class _MapState:
         self.finished = False  # no more items will be yielded
         self.running = False  # an __anext__ or aclose is in progress
         self.waiter: asyncio.Future[None] | None = None
-        # Bound once: the callbacks registered on every future and on the fetch task.
-        self.on_done = self._on_done
-        self.wake = self._wake
 
     # -- callbacks (consumer's loop) ----------------------------------------------------------------
 
@@ -222,7 +219,7 @@ class _MapState:
             )
         assert self.group is not None
         fut = self.group.create_task(coro)  # closes coro itself if it cannot run it
-        fut.add_done_callback(self.on_done)
+        fut.add_done_callback(self._on_done)
         self.window += 1
         self.live += 1
         if self.ordered:
