@@ -554,6 +554,33 @@ async def test_plain_exception_in_the_body_cancels_what_is_in_flight(mode):
     assert tracker.cancelled == {2, 3, 4, 5}
 
 
+def test_abandoning_a_map_then_closing_the_loop_leaves_nothing_behind(mode):
+    """break, then asyncio.run() ends at once while the coroutines are still cancelling on the
+    workers: their outcomes go to a closed loop and are dropped, with no warning or error (the
+    autouse checks), and every coroutine still ends."""
+
+    async def slow_cleanup(i: int) -> int:
+        if i == 0:
+            return 0
+        try:
+            return await forever(i)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # still cancelling when the caller's loop is gone
+            raise
+
+    async def main(tracker: Tracker) -> None:
+        func = tracker.wrap(slow_cleanup)
+        async for _ in threaded_map(func, range(6), num_threads=2, mode=mode, max_in_flight=6):
+            await tracker.wait_for(lambda: len(tracker.started) == 6)
+            break
+
+    for _ in range(3):
+        tracker = Tracker()
+        asyncio.run(main(tracker))
+        asyncio.run(tracker.wait_for(lambda: tracker.started == tracker.ended))
+        assert tracker.cancelled == {1, 2, 3, 4, 5}
+
+
 async def test_cancelling_the_consumer_cancels_what_is_in_flight_and_waits(mode):
     tracker = Tracker()
     waiting = asyncio.Event()
