@@ -252,7 +252,10 @@ class _Thrasks(_Server):
         ports: list[asyncio.Future[int]] = [loop.create_future() for _ in range(self.threads)]
 
         def reporter(fut: asyncio.Future[int]) -> Callable[[int], None]:
-            return lambda port: loop.call_soon_threadsafe(fut.set_result, port)
+            def report(port: int) -> None:  # on a worker thread
+                loop.call_soon_threadsafe(fut.set_result, port)
+
+            return report
 
         async def until_stopped() -> None:
             while not self.stop_event.is_set():  # polled: the row measures serving, not stopping
@@ -267,7 +270,8 @@ class _Thrasks(_Server):
 
         self.task = asyncio.create_task(run())
         listening = asyncio.ensure_future(asyncio.gather(*ports))
-        await asyncio.wait([listening, self.task], return_when=asyncio.FIRST_COMPLETED)
+        waits: list[asyncio.Future[Any]] = [listening, self.task]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if not listening.done():  # the group ended first: a server failed to start
             listening.cancel()
             self.task.result()
