@@ -105,13 +105,16 @@ async def start(server: Any) -> tuple[asyncio.Task[Any], int]:
     return task, ready.result()
 
 
-def threads_named(names: set[str]) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name in names]
+def new_worker_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Worker threads started since ``before`` (the default pool's have the same names)."""
+    return [t for t in threading.enumerate() if t not in before and t.name.startswith("thrasks-worker-")]
 
 
 async def test_answers_from_every_worker_then_stops_and_drains(recipe):
+    before = set(threading.enumerate())
     server = recipe.MulticoreServer(num_threads=2)
     serving, port = await start(server)
+    assert len(new_worker_threads(before)) == 2  # the recipe's own pool
     clients = [await Client.connect(port) for _ in range(12)]
     for k, client in enumerate(clients):
         for r in range(3):
@@ -129,7 +132,7 @@ async def test_answers_from_every_worker_then_stops_and_drains(recipe):
     assert sum(r.requests for r in reports) == 36
     assert [r.tasks_left for r in reports] == [0, 0]
     # the recipe's own pool was shut down: its threads are gone, the port is free
-    assert threads_named({r.thread for r in reports}) == []
+    assert new_worker_threads(before) == []
     with pytest.raises(ConnectionRefusedError):
         await Client.connect(port)
 
