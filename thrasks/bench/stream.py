@@ -117,7 +117,7 @@ class MapWorkload(Workload):
         " asyncio.TaskGroup (baseline) and on ThreadedTaskGroup(N) (by hand), same bound (4N)."
     )
     baseline_label = "asyncio semaphore+TaskGroup"
-    full = MappingProxyType({"items": 2000, "width": 40, "rounds": 6})
+    full = MappingProxyType({"items": 2000, "width": 40, "rounds": 20})
     quick = MappingProxyType({"items": 40, "width": 8, "rounds": 1})
 
     def make(self, sizes: Sizes, threads: int) -> list[Coro]:  # not used: the items are a stream
