@@ -47,8 +47,8 @@ _T_co = TypeVar("_T_co", covariant=True)
 #: ``max_in_flight`` defaults to this many coroutines per worker thread: one running and up to three
 #: queued behind it, so that a worker does not idle while a finished result travels back to the
 #: consumer's loop and the next item travels out, even on a busy machine where thread wake-ups
-#: are slow. Measured with the ``map`` benchmark row's CPU-bound items on 2 cores: 2 per thread
-#: was the slowest, 3 to 8 were alike (see docs/guide.md).
+#: are slow. Measured on 2 cores with CPU-bound items of 0.1 to 0.2 ms: 2 per thread was about
+#: 1.2x slower than 4, and 3 to 8 were alike (see docs/guide.md).
 DEFAULT_IN_FLIGHT_PER_THREAD: Final = 4
 
 
