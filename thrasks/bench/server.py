@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -108,7 +109,10 @@ def _encode(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
-async def _connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, accepted: list[int]
+) -> None:
+    accepted[0] += 1  # this server's own counter, on its own loop
     try:
         while line := await reader.readline():
             writer.write(await answer_line(line))
@@ -123,15 +127,22 @@ async def _connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 async def serve_one(
     port: int, reuse_port: bool, listening: Callable[[int], None], stop: Awaitable[Any]
-) -> None:
-    """One server on the current loop until ``stop`` resolves (the client has hung up by then)."""
-    server = await asyncio.start_server(_connection, HOST, port, reuse_port=reuse_port)
+) -> int:
+    """One server on the current loop until ``stop`` resolves (the client has hung up by then).
+
+    Returns how many connections it accepted.
+    """
+    accepted = [0]
+    server = await asyncio.start_server(
+        functools.partial(_connection, accepted=accepted), HOST, port, reuse_port=reuse_port
+    )
     listening(server.sockets[0].getsockname()[1])
     try:
         await stop
     finally:
         server.close()
         await server.wait_closed()
+    return accepted[0]
 
 
 # ---- the client: a separate process --------------------------------------------------------------
@@ -212,9 +223,11 @@ async def run_client(port: int, sizes: Sizes) -> dict[str, Any]:
 
 
 class _Server:
-    """One way of running the service: ``start()`` returns the port, ``stop()`` ends it."""
+    """One way of running the service: ``start()`` returns the port, ``stop()`` ends it and
+    leaves in ``split`` the connections each server accepted."""
 
     label = ""
+    split: list[int]
 
     async def start(self) -> int:
         raise NotImplementedError
@@ -236,7 +249,7 @@ class _OneLoop(_Server):
 
     async def stop(self) -> None:
         self.done.set_result(None)
-        await self.task
+        self.split = [await self.task]
 
 
 class _Thrasks(_Server):
@@ -261,12 +274,13 @@ class _Thrasks(_Server):
             while not self.stop_event.is_set():  # polled: the row measures serving, not stopping
                 await asyncio.sleep(0.005)
 
-        async def run() -> None:
+        async def run() -> list[int]:
             async with ThreadedTaskGroup(self.threads, pool=self.pool) as tg:
-                tg.create_task(serve_one(0, True, reporter(ports[0]), until_stopped()))
+                servers = [tg.create_task(serve_one(0, True, reporter(ports[0]), until_stopped()))]
                 port = await ports[0]
                 for fut in ports[1:]:
-                    tg.create_task(serve_one(port, True, reporter(fut), until_stopped()))
+                    servers.append(tg.create_task(serve_one(port, True, reporter(fut), until_stopped())))
+            return [f.result() for f in servers]
 
         self.task = asyncio.create_task(run())
         listening = asyncio.ensure_future(asyncio.gather(*ports))
@@ -280,7 +294,7 @@ class _Thrasks(_Server):
 
     async def stop(self) -> None:
         self.stop_event.set()
-        await self.task
+        self.split = await self.task
 
 
 class _ByHand(_Server):
@@ -293,6 +307,7 @@ class _ByHand(_Server):
     async def start(self) -> int:
         self.stop_event = threading.Event()
         self.errors: list[BaseException] = []
+        self.split = [0] * self.threads
         first: list[int] = []
         bound = threading.Event()
 
@@ -304,18 +319,20 @@ class _ByHand(_Server):
             first.append(port)
             bound.set()
 
-        def body(port: int, on_listening: Callable[[int], None], started: threading.Event) -> None:
+        def body(
+            k: int, port: int, on_listening: Callable[[int], None], started: threading.Event
+        ) -> None:
             def ready(p: int) -> None:
                 on_listening(p)
                 started.set()
 
             try:
-                asyncio.run(serve_one(port, True, ready, until_stopped()))
+                self.split[k] = asyncio.run(serve_one(port, True, ready, until_stopped()))
             except BaseException as exc:  # reported by stop()
                 self.errors.append(exc)
                 started.set()
 
-        self.threads_ = [threading.Thread(target=body, args=(0, listening, bound), name="bench-byhand-server-0")]
+        self.threads_ = [threading.Thread(target=body, args=(0, 0, listening, bound), name="bench-byhand-server-0")]
         self.threads_[0].start()
         await asyncio.to_thread(bound.wait, 30)
         if not first:
@@ -325,7 +342,7 @@ class _ByHand(_Server):
             started = threading.Event()
             events.append(started)
             thread = threading.Thread(
-                target=body, args=(first[0], lambda p: None, started), name=f"bench-byhand-server-{k}"
+                target=body, args=(k, first[0], lambda p: None, started), name=f"bench-byhand-server-{k}"
             )
             self.threads_.append(thread)
             thread.start()
@@ -375,6 +392,7 @@ class ServerWorkload(Workload):
         ]
         row.labels = {key: server.label for key, server in variants}
         row.samples = {key: [] for key, _ in variants}
+        splits: dict[str, list[list[int]]] = {key: [] for key, _ in variants}
         try:
             for _ in range(ctx.repeat):
                 for key, server in variants:
@@ -385,6 +403,7 @@ class ServerWorkload(Workload):
                     finally:
                         await server.stop()
                     row.samples[key].append(result["elapsed"])
+                    splits[key].append(sorted(server.split, reverse=True))
                     if result["done"] != sizes["requests"]:
                         row.errors.append(
                             f"{server.label}: {result['done']} of {sizes['requests']} requests"
@@ -400,8 +419,13 @@ class ServerWorkload(Workload):
             median = row.median(key)
             if median:
                 row.notes.append(f"{server.label}: {sizes['requests'] / median:,.0f} requests/s")
+        for key, server in variants[1:]:
+            shown = ", ".join("/".join(map(str, split)) for split in splits[key])
+            row.notes.append(f"{server.label}: connections per server in each run: {shown}")
+        row.extra["connections_per_server"] = splits
         row.notes.append(
-            "SO_REUSEPORT spreads connections over the servers by a hash, not evenly: with few"
-            " connections one worker can get more than its share"
+            "SO_REUSEPORT spreads connections over the servers by a hash, not by load; a connection"
+            f" stays where it landed, so the busiest server sets the time (an even split is"
+            f" {sizes['connections'] / threads:g} each)"
         )
         return row
