@@ -450,6 +450,21 @@ async def test_func_raising_is_raised_and_cancels_the_rest(mode):
     assert tracker.created == 2 and tracker.all_closed()
 
 
+async def test_a_stop_async_iteration_from_func_still_cancels_what_is_in_flight(mode):
+    """The consumer's loop ends (that is what the exception means to async for), nothing runs on."""
+    tracker = Tracker()
+    run_forever = tracker.wrap(forever)
+
+    def func(i: int) -> Any:
+        if i == 2:
+            raise StopAsyncIteration
+        return run_forever(i)
+
+    async for _ in threaded_map(func, range(5), num_threads=2, mode=mode):
+        pytest.fail("no result was expected")
+    assert tracker.created == 2 and tracker.started_have_ended() and tracker.all_closed()
+
+
 async def test_func_returning_a_non_coroutine_raises_type_error(mode):
     tracker = Tracker()
     run_forever = tracker.wrap(forever)

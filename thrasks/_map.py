@@ -292,18 +292,17 @@ class _MapState:
                     self.finished = True
                     if self.group is not None:
                         self.group._exiting = True
-                    raise StopAsyncIteration
+                    break
                 assert self.loop is not None
                 self.waiter = self.loop.create_future()
                 try:
                     await self.waiter
                 finally:
                     self.waiter = None
-        except StopAsyncIteration:
-            raise
         except BaseException:
-            # A failure, an error of the source or of func, or the consumer being cancelled:
-            # nothing more will be yielded; cancel what is in flight and wait for it.
+            # A failure, an error of the source or of func (even a StopAsyncIteration of theirs),
+            # or the consumer being cancelled: nothing more will be yielded; cancel what is in
+            # flight and wait for it.
             self.finished = True
             self.error = None
             if self.loop is not None:
@@ -311,6 +310,7 @@ class _MapState:
             raise
         finally:
             self.running = False
+        raise StopAsyncIteration  # the items ran out and every result was handed out
 
     async def aclose(self) -> None:
         if self.running:
