@@ -49,6 +49,7 @@ SDIST_TOP_LEVEL = {
     "thrasks",
     "tests",
     "docs",
+    "examples",  # runnable recipes (examples/multicore_server.py), run by tests/test_server_recipe.py
     "mkdocs.yml",
     # The README's two commands (tools/dev.sh bench|test) and the CI entry point that calls them.
     "tools",

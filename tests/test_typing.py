@@ -95,3 +95,60 @@ def test_readme_examples_are_mypy_strict_clean(tmp_path: Path) -> None:
         f"--- readme_example_{i:02d}.py ---\n{block}" for i, block in enumerate(readme_python_blocks())
     )
     assert proc.returncode == 0, f"mypy on the README's python blocks:\n{proc.stdout}\n{listing}"
+
+
+# threaded_map: the element type follows from func (tests/test_map.py tests the behaviour).
+THREADED_MAP_USE = '''
+import asyncio
+from collections.abc import AsyncIterator
+from typing import assert_type
+
+from thrasks import ThreadedMap, threaded_map
+
+
+async def parse(line: str) -> int:
+    return len(line)
+
+
+async def lines() -> AsyncIterator[str]:
+    yield "a"
+
+
+async def main() -> None:
+    it = threaded_map(parse, ["a", "bb"], num_threads=2)
+    assert_type(it, ThreadedMap[int])
+    async for n in it:
+        assert_type(n, int)
+    async for m in threaded_map(parse, lines(), return_exceptions=True):
+        assert_type(m, int | BaseException)
+    async with threaded_map(parse, ["x"], ordered=False, max_in_flight=3) as results:
+        async for k in results:
+            assert_type(k, int)
+
+
+asyncio.run(main())
+'''
+
+THREADED_MAP_MISUSE = '''
+from thrasks import threaded_map
+
+
+async def parse(line: str) -> int:
+    return len(line)
+
+
+threaded_map(parse, [1, 2])
+'''
+
+
+def test_threaded_map_results_are_typed_from_func(tmp_path: Path) -> None:
+    (tmp_path / "use.py").write_text(THREADED_MAP_USE, encoding="utf-8")
+    (tmp_path / "misuse.py").write_text(THREADED_MAP_MISUSE, encoding="utf-8")
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\npython_version = 3.13\n", encoding="utf-8")
+    ok = run_mypy("--config-file", config, "--strict", "use.py", cwd=tmp_path, cache_dir=tmp_path / "cache")
+    assert ok.returncode == 0, ok.stdout
+    wrong = run_mypy("--config-file", config, "--strict", "misuse.py", cwd=tmp_path, cache_dir=tmp_path / "cache")
+    # the str -> int function does not fit int items (mypy names the argument, or the overloads)
+    assert wrong.returncode == 1 and '"threaded_map"' in wrong.stdout, wrong.stdout
+    assert "misuse.py:9: error" in wrong.stdout, wrong.stdout

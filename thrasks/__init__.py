@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._gather import threaded_gather
 from ._group import ThreadedTaskGroup
+from ._map import ThreadedMap, threaded_map
 from ._modes import SchedulingMode
 from ._pool import WorkerPool, default_pool
 
@@ -21,9 +22,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "SchedulingMode",
+    "ThreadedMap",
     "ThreadedTaskGroup",
     "WorkerPool",
     "__version__",
     "default_pool",
     "threaded_gather",
+    "threaded_map",
 ]

@@ -1054,6 +1054,10 @@ class IdleWorkload(Workload):
 def all_workloads(cores: int | None = None) -> list[Workload]:
     """Every workload in report order (the seed's order, then the additions)."""
     cores = cores or os.cpu_count() or 1
+    # These modules import this one: imported here, not at the top.
+    from .server import ServerWorkload
+    from .stream import MapWorkload
+
     return [
         JsonWorkload(),
         FibWorkload(),
@@ -1070,6 +1074,8 @@ def all_workloads(cores: int | None = None) -> list[Workload]:
         RoundTripWorkload(),
         MemoryWorkload(),
         IdleWorkload(),
+        MapWorkload(),
+        ServerWorkload(),
     ]
 
 
