@@ -12,6 +12,7 @@ import re
 import threading
 
 import pytest
+from conftest import scaled
 
 from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
 
@@ -222,7 +223,7 @@ async def test_no_thread_leak_across_2000_groups(mode):
     async with ThreadedTaskGroup(num_threads=4, mode=mode) as tg:  # warm the default pool up
         tg.create_task(tiny())
     before = threading.active_count()
-    for _ in range(2000):
+    for _ in range(scaled(2000)):
         async with ThreadedTaskGroup(num_threads=4, mode=mode) as tg:
             tg.create_task(tiny())
             tg.create_task(tiny())
@@ -236,7 +237,7 @@ async def test_no_thread_leak_across_2000_gathers(mode):
 
     await threaded_gather(tiny(), num_threads=4, mode=mode)
     before = threading.active_count()
-    for _ in range(2000):
+    for _ in range(scaled(2000)):
         await threaded_gather(tiny(), tiny(), num_threads=4, mode=mode)
     assert threading.active_count() == before
 

@@ -6,7 +6,7 @@ import asyncio
 import collections.abc
 import types
 from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from . import _core
 from ._modes import SchedulingMode, check_mode
@@ -165,7 +165,8 @@ def threaded_gather(
         except BaseException:
             _close_all(aws)
             raise
-        return _core.gather(aws, num_threads, return_exceptions, mode.value, p)
+        coroutines = cast("tuple[Coroutine[Any, Any, Any], ...]", aws)  # checked just above
+        return _core.gather(coroutines, num_threads, return_exceptions, mode.value, p)
     try:
         m = check_mode(mode)
         p = check_pool(pool)
@@ -198,11 +199,12 @@ def _start(
     mode: int,
     pool: _core.WorkerPool,
     return_exceptions: bool,
-) -> _core.GatheringFuture[list[Any]]:
+) -> asyncio.Future[list[Any]]:
     if all(coros):
         # The C core validates num_threads, starts every coroutine (a coroutine passed twice
         # runs once, as in asyncio.gather) and closes them all if anything fails.
-        return _core.gather(aws, num_threads, return_exceptions, mode, pool)
+        coroutines = cast("tuple[Coroutine[Any, Any, Any], ...]", aws)  # all coroutines (checked)
+        return _core.gather(coroutines, num_threads, return_exceptions, mode, pool)
     return _gather_mixed(aws, coros, num_threads, mode, pool, return_exceptions)
 
 
@@ -263,7 +265,7 @@ def _gather_mixed(
     mode: int,
     pool: _core.WorkerPool,
     return_exceptions: bool,
-) -> _core.GatheringFuture[list[Any]]:
+) -> asyncio.Future[list[Any]]:
     """Coroutines go to the workers; everything is then gathered by asyncio.gather itself."""
     try:
         group = _core.Group(num_threads, mode, pool, _core.KIND_PLAIN)
@@ -287,4 +289,5 @@ def _gather_mixed(
                 child.cancel()
         raise
     group._exiting = True
-    return asyncio.gather(*children, return_exceptions=return_exceptions)
+    gathered: asyncio.Future[list[Any]] = asyncio.gather(*children, return_exceptions=return_exceptions)
+    return gathered

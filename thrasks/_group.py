@@ -148,7 +148,8 @@ class ThreadedTaskGroup(_core.Group):
                     # The thrasks rule: a single failure is re-raised as itself. Raising it here,
                     # while the body's CancelledError is being handled, would make that its
                     # __context__ ("During handling of the above exception ..."): keep its own.
-                    error = errors[0]
+                    error: BaseException | None = errors[0]
+                    assert error is not None
                     context = error.__context__
                     try:
                         raise error

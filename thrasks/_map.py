@@ -86,7 +86,7 @@ class _MapState:
         is_async: bool,
         num_threads: int,
         mode: int,
-        pool: WorkerPool,
+        pool: _core.WorkerPool,
         max_in_flight: int,
         ordered: bool,
         return_exceptions: bool,

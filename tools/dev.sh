@@ -610,7 +610,14 @@ summary() {
         total=$((total + ${took[$s]:-0}))
     done
     printf '  %-20s %-8s %6s\n' total "" "$total s"
-    if [ "$rc" -eq 0 ]; then echo "ALL PASSED"; else echo "FAILED"; fi
+    # ALL PASSED only when every selected step ran to its end: a run killed from outside (the
+    # EXIT trap also runs then) is a failure, whatever $? says.
+    if [ "$rc" -eq 0 ] && [ "${all_steps_done:-0}" = 1 ]; then
+        echo "ALL PASSED"
+    else
+        echo "FAILED"
+        [ "$rc" -ne 0 ] || exit 1
+    fi
 }
 
 cmd_test() {
@@ -619,6 +626,8 @@ cmd_test() {
     # PYTHON_GIL=0 would hide an extension that re-enables the GIL on import.
     unset PYTHON_GIL
     trap summary EXIT
+    # A signal ends the run as a failure (the EXIT trap prints the summary).
+    trap 'exit 143' TERM INT HUP
     for s in "${steps[@]}"; do
         if [[ "$selected" != *" $s "* ]]; then
             status[$s]="-"
@@ -646,6 +655,7 @@ cmd_test() {
             status[$s]="passed"
         fi
     done
+    all_steps_done=1
 }
 
 main() {

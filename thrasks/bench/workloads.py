@@ -697,7 +697,7 @@ class MixedQueueWorkload(MixedWorkload):
         "The mixed row with mode=QUEUE: each task awaits asyncio.sleep({delay_ms} ms) first, then"
         " computes. The tasks must spread over the workers by load."
     )
-    seed_reference = None
+    seed_reference = "(the seed had no load balancing)"
 
     def variants(self, ctx: RunContext, executor: ThreadPoolExecutor) -> list[Variant]:
         sizes, threads = self.sizes(ctx), self.threads(ctx)
@@ -1023,7 +1023,7 @@ class IdleWorkload(Workload):
                 release.set()
             return value
 
-        measures = {
+        measures: dict[str, tuple[str, Callable[[], Awaitable[float]]]] = {
             BASELINE: ("asyncio loop awaiting asyncio.sleep", lambda: cpu_percent(caller)),
             THRASKS: (f"idle pool ({threads} workers)", lambda: cpu_percent(workers)),
             "group": ("caller + workers, live ThreadedTaskGroup", in_live_group),
