@@ -825,7 +825,7 @@ def test_max_in_flight_must_be_a_positive_int(bad, exc):
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    ({"num_threads": 0}, ValueError, "num_threads must be >= 1"),
+    ({"num_threads": 0}, ValueError, "num_threads must be at least 1"),
     ({"num_threads": "2"}, TypeError, "num_threads must be an int"),
     ({"mode": "QUEUE"}, TypeError, "mode must be a SchedulingMode"),
     ({"pool": object()}, TypeError, "pool must be a thrasks.WorkerPool"),

@@ -147,7 +147,9 @@ def test_sdist_contains_everything_needed_to_build(sdist_files: set[PurePosixPat
         "csrc/module.c", "thrasks/__init__.py", "thrasks/_core.pyi", "thrasks/py.typed",
     ]}
     for unit in C_UNITS:
-        required |= {PurePosixPath(f"csrc/{unit}.c"), PurePosixPath(f"csrc/{unit}.h")}
+        required.add(PurePosixPath(f"csrc/{unit}.c"))
+        if (REPO / "csrc" / f"{unit}.h").exists():  # mailbox.c and worker.c share loop_runner.h
+            required.add(PurePosixPath(f"csrc/{unit}.h"))
     assert sorted(map(str, required - sdist_files)) == []
     # Every committed file of the sources, the tests and the docs is shipped.
     assert sorted(map(str, _git_files("csrc", "thrasks", "tests", "docs") - sdist_files)) == []
