@@ -371,13 +371,19 @@ static int gathering_traverse(PyObject *self, visitproc visit, void *arg)
     return Py_TYPE(self)->tp_base->tp_traverse(self, visit, arg); /* visits the type too */
 }
 
-static int gathering_clear(PyObject *self)
+/* Drop the object fields of the data (GC clear and dealloc share it). */
+static void gathering_clear_fields(gather_data *d)
 {
-    gather_data *d = gdata(self);
     Py_CLEAR(d->results);
     Py_CLEAR(d->iter);
     Py_CLEAR(d->dups);
     Py_CLEAR(d->cancel_msg);
+}
+
+static int gathering_clear(PyObject *self)
+{
+    gather_data *d = gdata(self);
+    gathering_clear_fields(d);
     if (d->st != NULL) {
         job_sink_clear(&d->sink);
     }
@@ -392,10 +398,7 @@ static void gathering_dealloc(PyObject *self)
     }
     PyObject_GC_UnTrack(self);
     gather_data *d = gdata(self);
-    Py_CLEAR(d->results);
-    Py_CLEAR(d->iter);
-    Py_CLEAR(d->dups);
-    Py_CLEAR(d->cancel_msg);
+    gathering_clear_fields(d);
     if (d->st != NULL) {
         job_sink_dealloc(&d->sink);
         route_destroy(&d->route);
