@@ -174,3 +174,43 @@ async def test_a_factory_may_use_the_pool_itself_without_deadlock():
 def test_mode_is_scheduling_mode_for_groups_with_a_factory():
     with WorkerPool(loop_factory=debug_loop) as pool:
         ThreadedTaskGroup(num_threads=1, mode=SchedulingMode.QUEUE, pool=pool)
+
+
+# ---- regressions from the review of the C core (issue 12) ------------------------------------------
+
+
+async def test_a_queue_group_ends_when_its_pool_is_shut_down_under_it():
+    """Queued QUEUE-mode jobs of a stopping worker are resolved (cancelled) and its slot parked
+    again, so the group's exit does not wait forever (a dropped serve message used to leave the
+    slot ACTIVE with nobody serving it)."""
+    pool = WorkerPool(1)
+    gate = threading.Event()
+
+    async def hold():
+        gate.wait(10)  # blocks the only worker, so the rest stays queued
+
+    async def quick(i):
+        return i
+
+    try:
+        async with ThreadedTaskGroup(num_threads=1, mode=SchedulingMode.QUEUE, pool=pool) as tg:
+            tg.create_task(hold())
+            queued = [tg.create_task(quick(i)) for i in range(5)]
+            await asyncio.sleep(0.02)
+            pool.shutdown(wait=False)
+            gate.set()
+    except BaseExceptionGroup:
+        pass
+    assert all(f.cancelled() for f in queued)
+
+
+async def test_a_bad_context_closes_the_coroutine(mode):
+    """create_task(context=<not a Context>) raises TypeError and closes the coroutine it took."""
+    async def never():
+        raise AssertionError("must not run")
+
+    async with ThreadedTaskGroup(num_threads=1, mode=mode) as tg:
+        coro = never()
+        with pytest.raises(TypeError, match="context must be a contextvars.Context"):
+            tg.create_task(coro, context={"not": "a context"})
+        assert coro.cr_frame is None  # closed: no "never awaited" warning either
