@@ -290,6 +290,7 @@ void job_sink_init(job_sink *s, PyObject *owner, const job_sink_ops *ops, thrask
     s->owner = owner;
     s->hub_node.owner = owner;
     s->hub_node.drain = sink_hub_drain;
+    atomic_init(&s->hub_node.posted, 0);
     s->ops = ops;
     s->st = st;
     disp_stack_init(&s->finished);

@@ -11,6 +11,13 @@ typedef struct HubObject {
 void hub_post(PyObject *hub, hub_node *node)
 {
     HubObject *h = (HubObject *)hub;
+    /* acq_rel: exactly one poster wins until the hub clears the flag; the winner's push below
+     * publishes the node. Losers return: the node's drain has not started (the hub clears the
+     * flag before the client takes its queue, whose release/acquire orders the clear before
+     * any producer that finds that queue empty again). */
+    if (atomic_exchange_explicit(&node->posted, 1, memory_order_acq_rel) != 0) {
+        return;
+    }
     Py_INCREF(node->owner); /* the post owns it until the drain has run */
     if (disp_stack_push(&h->pending, &node->node)) { /* release: see dispatcher.h, section 4 */
         wakefd_signal(&h->wake);
@@ -27,6 +34,8 @@ static PyObject *hub_run(PyObject *self, PyObject *Py_UNUSED(ignored))
         hub_node *node = disp_container_of(n, hub_node, node);
         n = n->next; /* read before the drain: a producer may post the node again during it */
         PyObject *owner = node->owner; /* the post's reference */
+        /* release: before the drain takes the client's queue (hub_post's comment) */
+        atomic_store_explicit(&node->posted, 0, memory_order_release);
         PyObject *r = node->drain(node);
         Py_DECREF(owner);
         if (r == NULL) {
@@ -113,6 +122,7 @@ static int hub_clear(PyObject *self)
     for (disp_node *n = disp_stack_take_all(&h->pending); n != NULL;) {
         hub_node *node = disp_container_of(n, hub_node, node);
         n = n->next;
+        atomic_store_explicit(&node->posted, 0, memory_order_relaxed); /* off every stack now */
         Py_DECREF(node->owner); /* the post's reference: its loop will never drain it */
     }
     return 0;

@@ -6,9 +6,12 @@
  * embeds a hub_node; when its queue of finished jobs goes from empty to non-empty, the producer
  * posts the node on the hub (an intrusive stack: no allocation) and, if the hub's stack was empty,
  * signals the fd. The hub's reader callback reads the fd FIRST, then takes the stack and calls
- * each node's drain. A node is posted only on its client's empty -> non-empty transition, and
- * the client's drain (which empties it again) runs after the hub took the node off its stack,
- * so a node is never on the stack twice.
+ * each node's drain. A node is on the stack at most once: its `posted` flag is set by the post
+ * that pushes it and cleared by the hub just before the drain. A client may also drain by other
+ * ways (a retry through call_soon, an interrupted drain rescheduled): then its queue empties
+ * while the node is still posted, and the next empty -> non-empty transition finds the flag set
+ * and does not push the node again (pushing it twice made the stack a cycle: found by the GIL
+ * leg as a crash in hub_run; test_worker_death's hub regression test).
  *
  * A loop that cannot have a hub (no add_reader, or no instance __dict__: uvloop, for one) gets
  * none: the client wakes it with call_soon_threadsafe instead (job.c).
@@ -28,6 +31,7 @@
 typedef struct hub_node hub_node;
 struct hub_node {
     disp_node node;                /* on the hub's stack */
+    atomic_int posted;             /* 1 from the push to the hub's take-and-clear (see above) */
     PyObject *owner;               /* borrowed when idle; the post holds a strong reference */
     /* The loop's thread: take the client's work. New None, or NULL with an exception set
      * (KeyboardInterrupt / SystemExit propagate out of the loop; the rest is reposted). */
@@ -39,7 +43,8 @@ struct hub_node {
 PyObject *hub_for_loop(thrasks_state *st, PyObject *loop);
 
 /* Any thread: hand `node` to the hub (a strong reference to node->owner is taken) and wake the
- * loop if the hub's stack was empty. Never fails, never allocates. */
+ * loop if the hub's stack was empty; nothing if the node is posted already (its drain has not
+ * started: it will see the client's new work). Never fails, never allocates. */
 void hub_post(PyObject *hub, hub_node *node);
 
 extern PyType_Spec hub_spec;

@@ -1,0 +1,78 @@
+"""How finished jobs reach their owner's loop: the per-loop hub (csrc/loop_hub.h) and the
+owner's own drain (`_deliver`, also scheduled with call_soon after an interrupted or failed
+delivery) must be able to run in any order without losing or duplicating a wake-up.
+
+Regression: a group's queue of finished jobs drained by `_deliver` while its hub node was still
+posted, then refilled by a worker, pushed the same node on the hub a second time; the hub's stack
+became a cycle and hub_run crashed (seen as a segfault in test_worker_death on the GIL leg).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool
+
+
+def wait_delivered(group, fut) -> None:
+    """Block the loop's thread (no loop iteration, so the hub cannot run) and drain the group's
+    finished jobs by hand until `fut` is settled."""
+    deadline = time.monotonic() + 30
+    while not fut.done():
+        assert time.monotonic() < deadline, "the job never finished"
+        time.sleep(0.001)
+        group._deliver()
+
+
+@pytest.mark.parametrize("mode", list(SchedulingMode), ids=lambda m: m.name)
+def test_a_drain_outside_the_hub_while_its_node_is_posted(mode):
+    async def main(pool):
+        async def job(i):
+            return i
+
+        async with ThreadedTaskGroup(num_threads=2, mode=mode, pool=pool) as group:
+            futures = []
+            for round_ in range(5):
+                # each job's completion posts the group's hub node (its queue was empty); the
+                # hand drain empties the queue while the node stays posted; the next job's
+                # completion then finds the queue empty again
+                f = group.create_task(job(round_))
+                wait_delivered(group, f)
+                futures.append(f)
+            await asyncio.sleep(0)  # the hub runs now, with the node posted once
+            more = [group.create_task(job(10 + i)) for i in range(20)]
+        assert [f.result() for f in futures] == list(range(5))
+        assert [f.result() for f in more] == list(range(10, 30))
+
+    pool = WorkerPool(2)
+    try:
+        for _ in range(3):
+            asyncio.run(main(pool))
+    finally:
+        pool.shutdown()
+
+
+def test_hand_drains_racing_the_hub_lose_nothing():
+    """Hand drains on the loop's thread while workers finish jobs at random moments."""
+    async def main(pool):
+        async def job(i):
+            await asyncio.sleep(0)
+            return i
+
+        async with ThreadedTaskGroup(num_threads=2, pool=pool) as group:
+            futures = [group.create_task(job(i)) for i in range(200)]
+            deadline = time.monotonic() + 30
+            while not all(f.done() for f in futures) and time.monotonic() < deadline:
+                group._deliver()
+                await asyncio.sleep(0)
+        assert [f.result() for f in futures] == list(range(200))
+
+    pool = WorkerPool(2)
+    try:
+        for _ in range(5):
+            asyncio.run(main(pool))
+    finally:
+        pool.shutdown()
