@@ -215,6 +215,9 @@ static void sink_push(JobObject *job)
         Py_DECREF(job);
         return;
     }
+    /* Once pushed, the job may be delivered and the owner (which embeds s) freed by a drain that
+     * is not this push's wake-up (a call_soon retry): hold the owner until the wake-up is done. */
+    PyObject *owner = Py_NewRef(job->owner);
     /* The stack takes over our reference; the first job of a batch wakes the owner's loop. */
     if (disp_stack_push(&s->finished, &job->done_node)) {
         if (s->hub != NULL) {
@@ -224,6 +227,7 @@ static void sink_push(JobObject *job)
             sink_wake(s);
         }
     }
+    Py_DECREF(owner); /* may be the last reference: then the owner goes here, on this thread */
 }
 
 void job_finished(JobObject *job, int kind, PyObject *outcome)

@@ -12,9 +12,9 @@ void hub_post(PyObject *hub, hub_node *node)
 {
     HubObject *h = (HubObject *)hub;
     /* acq_rel: exactly one poster wins until the hub clears the flag; the winner's push below
-     * publishes the node. Losers return: the node's drain has not started (the hub clears the
-     * flag before the client takes its queue, whose release/acquire orders the clear before
-     * any producer that finds that queue empty again). */
+     * publishes the node. Losers return: a hub drain whose take of the client's queue follows
+     * their push is still to come (the hub clears the flag before the client takes its queue,
+     * whose release/acquire orders the clear before any producer that finds it empty again). */
     if (atomic_exchange_explicit(&node->posted, 1, memory_order_acq_rel) != 0) {
         return;
     }

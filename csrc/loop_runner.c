@@ -399,6 +399,7 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
     for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
         runner_serve_token *tok = disp_container_of(n, runner_serve_token, node);
         n = n->next;
+        runner_serve_token_read(tok); /* before serving: a new claim must post it again */
         start_serving(w, tok);
     }
     long taken = 0;

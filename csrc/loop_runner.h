@@ -45,10 +45,13 @@
 typedef struct WorkerObject WorkerObject;
 
 /* "Serve slot `slot` of `shared`": lives in its owner (an array of one token per slot), so posting
- * it allocates nothing. A token is on at most one mailbox at a time: its slot was claimed
- * PARKED -> ACTIVE by exactly one producer, and only the serving worker parks it again. */
+ * it allocates nothing. A token is on at most one mailbox at a time, through its `queued` flag:
+ * claims of the slot alone do not ensure it (a worker whose re-check lost the slot to a producer
+ * keeps serving, may park again before that producer's message arrives, and a second producer
+ * then claims the slot while the first message is still on its way). */
 typedef struct runner_serve_token {
     disp_node node;                /* a worker's serve stack */
+    atomic_int queued;             /* 1 from runner_post_serve's push until a drain has read it */
     PyObject *owner;               /* borrowed: the object embedding the token; the poster gave
                                       the message a strong reference, dropped when serving stops */
     disp_shared *shared;           /* borrowed: owned by `owner` */
@@ -116,6 +119,9 @@ int runner_join(WorkerObject *w);
 void runner_post_start(WorkerObject *w, JobObject *job);
 void runner_post_cancel(WorkerObject *w, JobObject *job);     /* borrows job (takes a ref if queued) */
 void runner_post_serve(WorkerObject *w, runner_serve_token *tok);
+/* The worker (or whoever resolves a dead worker's mailbox) has taken tok off a serve stack and
+ * read its `next`: another serve message may be posted from now on. */
+void runner_serve_token_read(runner_serve_token *tok);
 void runner_post_stop(WorkerObject *w);
 /* The worker's own thread: cancel the job's task now, as Task.cancel() would (a cancel request
  * made on the worker that runs the job needs no hop through the mailbox). */

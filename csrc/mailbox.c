@@ -59,6 +59,7 @@ static void orphan_mailbox(WorkerObject *w)
     for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
         runner_serve_token *tok = disp_container_of(n, runner_serve_token, node);
         n = n->next;
+        runner_serve_token_read(tok);
         runner_orphan_serve(w, tok, cause);
     }
     for (disp_node *n = disp_stack_take_all(&w->starts); n != NULL;) {
@@ -117,7 +118,21 @@ void runner_post_cancel(WorkerObject *w, JobObject *job)
 
 void runner_post_serve(WorkerObject *w, runner_serve_token *tok)
 {
+    /* acq_rel: one message queued at a time. Losing means the queued message has not been read
+     * yet; the drain that reads it clears the flag with an acq_rel exchange that reads our write,
+     * so our job's push to the shared queue happens before the serving that follows. */
+    if (atomic_exchange_explicit(&tok->queued, 1, memory_order_acq_rel) != 0) {
+        Py_DECREF(tok->owner); /* the message's reference: the caller still holds the owner */
+        return;
+    }
     post_done(w, disp_stack_push(&w->serves, &tok->node)); /* the stack owns tok's owner ref */
+}
+
+void runner_serve_token_read(runner_serve_token *tok)
+{
+    /* acq_rel: pairs with the exchange in runner_post_serve (see there); after the caller read
+     * tok->node.next, so the node is free to be pushed again. */
+    atomic_exchange_explicit(&tok->queued, 0, memory_order_acq_rel);
 }
 
 void runner_post_relay(WorkerObject *w, JobObject *job)

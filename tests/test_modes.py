@@ -194,21 +194,35 @@ async def test_two_groups_on_one_pool_do_not_interfere(pool, mode):
 @pytest.mark.parametrize("n", [2, 3])
 async def test_queue_gives_every_worker_tasks_when_the_tasks_await_first(n):
     """QUEUE balances by load, not by loop iterations: a worker whose tasks await at once is
-    free again immediately, and must not take the whole queue (issue 16: it used to)."""
+    free again immediately, and must not take the whole queue (issue 16: it used to).
+
+    The tasks stay in flight (awaiting a gate) until all of them have started, so the outcome
+    does not depend on how fast the machine wakes the other workers: a worker whose tasks finish
+    before an idle sibling wakes may rightly take more, and on a loaded machine that happened."""
     with WorkerPool(n) as pool:
         threads = []
         lock = threading.Lock()
+        gate = threading.Event()
 
         async def io_then_cpu(i):
             with lock:
                 threads.append(threading.current_thread().name)
-            await asyncio.sleep(0.01)
+            while not gate.is_set():
+                await asyncio.sleep(0.001)
             return sum(k * k for k in range(2000 + i))
 
+        async def open_gate_once_all_started():
+            deadline = time.monotonic() + 60
+            while len(threads) < 2 * n and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            gate.set()
+
         expected = [sum(k * k for k in range(2000 + i)) for i in range(2 * n)]
+        opener = asyncio.create_task(open_gate_once_all_started())
         got = await threaded_gather(
             *(io_then_cpu(i) for i in range(2 * n)), num_threads=n, mode=SchedulingMode.QUEUE, pool=pool
         )
+        await opener
         assert got == expected
         per_worker = {name: threads.count(name) for name in set(threads)}
         assert len(per_worker) == n, per_worker
