@@ -428,9 +428,15 @@ static void sink_requeue(job_sink *s, disp_node *list)
     s->retry = disp_container_of(list, JobObject, done_node);
 }
 
-/* Schedule another drain on our own loop (we are its thread): for jobs left in the retry list. */
+/* Schedule another drain on our own loop (we are its thread): for jobs left in the retry list.
+ * Through the hub when there is one: that allocates nothing, so a delivery that failed for want
+ * of memory is retried even while call_soon would fail too. */
 static int sink_reschedule(job_sink *s)
 {
+    if (s->hub != NULL) {
+        hub_post(s->hub, &s->hub_node); /* a no-op if posted already: that drain is still to come */
+        return 0;
+    }
     PyObject *r = FAULT_PY() ? NULL : PyObject_CallMethodOneArg(s->loop, s->st->s_call_soon, s->wake_cb);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
