@@ -271,15 +271,12 @@ PyObject *gather_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     }
     gather_data *d = gdata(outer);
     d->return_exceptions = return_exceptions;
-    d->results = FAULT_PY() ? NULL : PyList_New(n);
+    d->results = FAULT_PY() ? NULL : thrasks_list_new(n); /* n Nones */
     PyObject *wake = d->results ? PyCFunction_NewEx(&gathering_deliver_def, outer, NULL) : NULL;
     if (wake == NULL || route_configure(&d->route, st, v[1], v[3], v[4]) < 0 ||
         route_bind(&d->route, outer) < 0) {
         Py_XDECREF(wake);
         goto fail;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyList_SET_ITEM(d->results, i, Py_NewRef(Py_None));
     }
     job_sink_bind(&d->sink, loop, wake);
     Py_DECREF(wake);

@@ -370,7 +370,7 @@ PyObject *job_sink_snapshot(job_sink *s)
             n++;
         }
         Py_END_CRITICAL_SECTION();
-        PyObject *out = FAULT_PY() ? NULL : PyList_New(n);
+        PyObject *out = FAULT_PY() ? NULL : thrasks_list_new(n);
         if (out == NULL) {
             return NULL;
         }
@@ -382,7 +382,7 @@ PyObject *job_sink_snapshot(job_sink *s)
                 fits = 0;
                 break;
             }
-            PyList_SET_ITEM(out, i++, Py_NewRef(j));
+            PyList_SetItem(out, i++, Py_NewRef(j)); /* replaces a None: no allocation */
         }
         Py_END_CRITICAL_SECTION();
         if (fits && i == n) {

@@ -375,7 +375,7 @@ static void begin_stop(WorkerObject *w)
     }
     w->stopping = 1;
     stop_serving_all(w, NULL);
-    PyObject *tasks = PyDict_Keys(w->running);
+    PyObject *tasks = thrasks_dict_list(w->running, 0);
     if (tasks == NULL) {
         PyErr_WriteUnraisable((PyObject *)w);
     }
@@ -447,7 +447,7 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
  * tasks? Then asyncio has set it on the task, and its done callback reports it: not a death. */
 static int is_task_outcome(WorkerObject *w, PyObject *exc)
 {
-    PyObject *tasks = PyDict_Keys(w->running);
+    PyObject *tasks = thrasks_dict_list(w->running, 0);
     if (tasks == NULL) {
         PyErr_Clear();
         return 0;
@@ -475,7 +475,7 @@ static void worker_died(WorkerObject *w, PyObject *cause)
 {
     runner_die(w, cause); /* the mailbox: inbox, cancels, serves */
     stop_serving_all(w, cause); /* their queued jobs fail with the cause too (orphan_serve) */
-    PyObject *items = PyDict_Items(w->running);
+    PyObject *items = thrasks_dict_list(w->running, 1);
     if (items == NULL) {
         PyErr_WriteUnraisable((PyObject *)w);
         return;
@@ -534,7 +534,7 @@ void runner_forsake(WorkerObject *w, PyObject *cause)
         w->batch_relays = w->batch_relays->next;
         job_relay_arrived(job, 0);
     }
-    PyObject *items = PyDict_Items(w->running);
+    PyObject *items = thrasks_dict_list(w->running, 1);
     if (items == NULL) {
         PyErr_WriteUnraisable((PyObject *)w);
         return;

@@ -486,7 +486,7 @@ static PyObject *pool_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     PoolObject *pool = (PoolObject *)op;
     size_t size = pool_size(pool);
-    PyObject *out = PyList_New((Py_ssize_t)size);
+    PyObject *out = thrasks_list_new((Py_ssize_t)size);
     for (size_t i = 0; out != NULL && i < size; i++) {
         WorkerObject *w = atomic_load_explicit(&pool->workers[i], memory_order_acquire);
         PyObject *d = runner_stats_dict(w);
@@ -494,7 +494,7 @@ static PyObject *pool_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
             Py_CLEAR(out);
             break;
         }
-        PyList_SET_ITEM(out, (Py_ssize_t)i, d);
+        PyList_SetItem(out, (Py_ssize_t)i, d); /* replaces a None (thrasks_list_new) */
     }
     return out;
 }
@@ -519,10 +519,10 @@ static PyObject *pool_get_threads(PyObject *op, void *Py_UNUSED(c))
 {
     PoolObject *pool = (PoolObject *)op;
     size_t size = pool_size(pool);
-    PyObject *list = PyList_New((Py_ssize_t)size);
+    PyObject *list = thrasks_list_new((Py_ssize_t)size);
     for (size_t i = 0; list && i < size; i++) {
         WorkerObject *w = atomic_load_explicit(&pool->workers[i], memory_order_acquire);
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(w->thread ? w->thread : Py_None));
+        PyList_SetItem(list, (Py_ssize_t)i, Py_NewRef(w->thread ? w->thread : Py_None));
     }
     return list;
 }
@@ -531,10 +531,10 @@ static PyObject *pool_get_workers(PyObject *op, void *Py_UNUSED(c))
 {
     PoolObject *pool = (PoolObject *)op;
     size_t size = pool_size(pool);
-    PyObject *list = PyList_New((Py_ssize_t)size);
+    PyObject *list = thrasks_list_new((Py_ssize_t)size);
     for (size_t i = 0; list && i < size; i++) {
         PyObject *w = (PyObject *)atomic_load_explicit(&pool->workers[i], memory_order_acquire);
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(w));
+        PyList_SetItem(list, (Py_ssize_t)i, Py_NewRef(w));
     }
     return list;
 }

@@ -88,6 +88,45 @@ PyObject *thrasks_module_of_type(PyTypeObject *tp);
 /* What a C allocation site raises when malloc failed: PyErr_NoMemory(). In a fault build the
  * failure is injected and memory is there, so a fresh MemoryError instead of CPython's
  * last-resort instance, whose traceback grows with every raise and keeps frames alive. */
+/* A list of n Nones (strong references). Not PyList_New(n): on free-threaded CPython (3.13t to
+ * 3.15t; gh-152125, a fix proposed upstream) a PyList_New(n > 0) whose item array cannot be
+ * allocated frees the stale array of a list reused from the freelist, corrupting the heap. Grown
+ * from an empty list instead, whose failure path is sound. */
+static inline PyObject *thrasks_list_new(Py_ssize_t n)
+{
+    PyObject *list = PyList_New(0);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        if (PyList_Append(list, Py_None) < 0) {
+            Py_CLEAR(list);
+        }
+    }
+    return list;
+}
+
+/* The keys of `dict` (pairs 0), or its (key, value) items (pairs 1), as a new list: what
+ * PyDict_Keys / PyDict_Items return, without their PyList_New(n) (see thrasks_list_new). */
+static inline PyObject *thrasks_dict_list(PyObject *dict, int pairs)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    int failed = 0;
+    Py_BEGIN_CRITICAL_SECTION(dict); /* PyDict_Next's requirement on free-threaded builds */
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (!failed && PyDict_Next(dict, &pos, &key, &value)) {
+        PyObject *item = pairs ? PyTuple_Pack(2, key, value) : Py_NewRef(key);
+        failed = item == NULL || PyList_Append(out, item) < 0;
+        Py_XDECREF(item);
+    }
+    Py_END_CRITICAL_SECTION();
+    if (failed) {
+        Py_CLEAR(out);
+    }
+    return out;
+}
+
 static inline PyObject *thrasks_no_memory(void)
 {
 #ifdef THRASKS_FAULT_INJECTION

@@ -12,11 +12,13 @@ trivial coroutines, then runs one more gather on the same pool. Each run is clas
     system_error  SystemError (a C function returned NULL without an exception, or the reverse)
     loop_died     an event loop died: the exception escaped asyncio.run (the caller's loop), or
                   the gather after it failed (the pool did not recover)
-    hung          no end after the timeout; the stacks of all threads are kept
+    hung          no end after the timeout; where every thread is, from its native stack (gdb)
+                  or else its Python stack
     crashed       the interpreter died of a signal
 
-Failures and hangs are attributed by their stacks: for a hang, the innermost frames of every
-thread; for an exception, the frame that raised it. "inside asyncio" means no thrasks frame.
+Failures and hangs are attributed by their stacks: for a hang, the innermost native frames of
+every thread (gdb; the Python stacks where there is no gdb); for an exception, the frame that
+raised it. "no thrasks code" means no frame of the package or of its C core among them.
 
     python tools/nomemory_sweep.py [--first 0] [--last 149] [--timeout 20] [--markdown]
 
@@ -29,6 +31,7 @@ import argparse
 import collections
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,28 +106,80 @@ def run_one(k: int, which: str, timeout: float) -> tuple[str, str]:
         script = os.path.join(tmp, "child.py")
         with open(script, "w") as f:
             f.write(CHILD)
-        try:
-            proc = subprocess.run(
-                [sys.executable, script, str(k), which, str(timeout)],
-                cwd=tmp, capture_output=True, text=True, timeout=timeout + 30,
-            )
-        except subprocess.TimeoutExpired:
-            return "hung", "killed (faulthandler did not fire)"
-    out, err = proc.stdout, proc.stderr
-    if "Timeout (0:" in err:  # faulthandler.dump_traceback_later fired
-        return "hung", summarize_stacks(err)
+        out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+        with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
+            # The child's own faulthandler fires later than our timeout: first we look at its
+            # native stacks (a hang in C code, ours or CPython's, has no Python frame to show).
+            proc = subprocess.Popen([sys.executable, script, str(k), which, str(timeout + 60)],
+                                    cwd=tmp, stdout=out_f, stderr=err_f, text=True)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                native = native_stacks(proc.pid)
+                proc.kill()
+                proc.wait()
+                with open(err_path) as f:
+                    err = f.read()
+                return "hung", summarize_hang(native, err)
+        with open(out_path) as f:
+            out = f.read()
+        with open(err_path) as f:
+            err = f.read()
     if proc.returncode < 0:
         return "crashed", f"signal {-proc.returncode}: {err.strip().splitlines()[-1:] if err else ''}"
     m = re.search(r"^OUTCOME (\S+)", out, re.M)
     if not m:
         tail = err.strip().splitlines()[-1:] if err.strip() else ["no output"]
         return "crashed", f"exit {proc.returncode}: {tail}"
-    detail = " ".join(re.findall(r"^(?:WHERE|AFTER) (.*)$", out, re.M))
+    detail = " ".join(re.findall(r"^((?:WHERE|AFTER) .*)$", out, re.M))
     return m.group(1), detail
 
 
+#: A frame of the thrasks package itself (not any path that merely contains the word).
+THRASKS_FRAME = re.compile(r"[/\\]thrasks[/\\][^/\\\s\"]+\.py")
+#: A native frame of the C core (built with debug info: the source file is named).
+THRASKS_NATIVE = re.compile(r"csrc/[a-z_]+\.c:|thrasks/_core\.")
+#: How many innermost native frames of a thread count as "where it is".
+TOP_FRAMES = 6
+
+
+def in_thrasks(text: str) -> bool:
+    """Whether a traceback, stack dump or WHERE line names a file of the thrasks package."""
+    return THRASKS_FRAME.search(text) is not None
+
+
+def native_stacks(pid: int) -> str:
+    """Every thread's native stack (gdb), or "" when gdb is not there or cannot attach."""
+    if shutil.which("gdb") is None:
+        return ""
+    try:
+        return subprocess.run(["gdb", "-q", "-batch", "-p", str(pid), "-ex", "thread apply all bt 40"],
+                              capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def summarize_hang(native: str, err: str) -> str:
+    """Where each thread of a hung child is: its innermost native frames (gdb), else the Python
+    stacks of a faulthandler dump. "thrasks code on a stack" when the C core (or the package's
+    Python code) is among them; a thread that merely started in thrasks (a worker: its loop runs
+    from our C thread function) and now waits in asyncio or CPython does not count."""
+    if native:
+        tops, ours = [], False
+        for block in re.split(r"\n(?=Thread \d+ )", native):
+            frames = re.findall(r"^#\d+ .*$", block, re.M)[:TOP_FRAMES]
+            if not frames:
+                continue
+            ours = ours or any(THRASKS_NATIVE.search(f) for f in frames)
+            names = [m.group(1) for f in frames if (m := re.search(r" in (\S+) \(", f))]
+            tops.append("<".join(names[:3]))
+        return ("thrasks code on a stack; " if ours else "no thrasks code on any stack; ") + " | ".join(tops)
+    prefix = "thrasks code on a stack; " if in_thrasks(err) else "no thrasks code on any stack (Python stacks only); "
+    return prefix + summarize_stacks(err)
+
+
 def summarize_stacks(text: str) -> str:
-    """The innermost frame of each thread in a faulthandler dump, and whether thrasks is on it."""
+    """The innermost Python frame of each thread in a faulthandler dump."""
     threads = re.split(r"\n(?=(?:Thread|Current thread) 0x)", text)
     tops = []
     for block in threads:
@@ -132,8 +187,7 @@ def summarize_stacks(text: str) -> str:
         if frames:
             f, line, fn = frames[0]
             tops.append(f"{os.path.basename(f)}:{line} {fn}")
-    thrasks_frames = "thrasks/" in text
-    return ("thrasks code on a stack; " if thrasks_frames else "inside asyncio only; ") + " | ".join(tops[:4])
+    return " | ".join(tops[:4])
 
 
 def main() -> None:
