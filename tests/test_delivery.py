@@ -27,6 +27,17 @@ def wait_delivered(group, fut) -> None:
         group._deliver()
 
 
+def run_repeatedly(main, times: int) -> None:
+    """asyncio.run(main(pool)) `times` times on one 2-worker pool (a fresh caller loop, and so a
+    fresh hub, each time)."""
+    pool = WorkerPool(2)
+    try:
+        for _ in range(times):
+            asyncio.run(main(pool))
+    finally:
+        pool.shutdown()
+
+
 @pytest.mark.parametrize("mode", list(SchedulingMode), ids=lambda m: m.name)
 def test_a_drain_outside_the_hub_while_its_node_is_posted(mode):
     async def main(pool):
@@ -47,12 +58,7 @@ def test_a_drain_outside_the_hub_while_its_node_is_posted(mode):
         assert [f.result() for f in futures] == list(range(5))
         assert [f.result() for f in more] == list(range(10, 30))
 
-    pool = WorkerPool(2)
-    try:
-        for _ in range(3):
-            asyncio.run(main(pool))
-    finally:
-        pool.shutdown()
+    run_repeatedly(main, 3)
 
 
 def test_hand_drains_racing_the_hub_lose_nothing():
@@ -70,9 +76,4 @@ def test_hand_drains_racing_the_hub_lose_nothing():
                 await asyncio.sleep(0)
         assert [f.result() for f in futures] == list(range(200))
 
-    pool = WorkerPool(2)
-    try:
-        for _ in range(5):
-            asyncio.run(main(pool))
-    finally:
-        pool.shutdown()
+    run_repeatedly(main, 5)
