@@ -302,7 +302,7 @@ run_pytest() {
     # also covers a hang outside any test (e.g. at interpreter exit).
     timeout -k 30 "$limit" \
         "${pyrun[@]}" "$py" -X dev -P -m pytest -p no:cacheprovider --rootdir="$repo" -c "$repo/pyproject.toml" \
-        "${pytest_extra[@]}" "${pytest_args[@]}" "$repo/tests" || rc=$?
+        --durations=8 "${pytest_extra[@]}" "${pytest_args[@]}" "$repo/tests" || rc=$?
     [ "$rc" -ne 5 ] || say "pytest collected no tests: that is a failure"
     [ "$rc" -ne 124 ] || say "pytest did not finish in $limit s: killed"
     return "$rc"
@@ -421,7 +421,11 @@ PY
         have_python "$kind" 2>/dev/null || { say "no $kind interpreter: not installed from the index"; continue; }
         base=$("$repo/tools/python.sh" "$kind")
         want_gil=$("$base" -c 'import sysconfig; print("nogil" if sysconfig.get_config_var("Py_GIL_DISABLED") else "gil")')
-        for form in wheel sdist; do
+        local forms=(wheel)
+        # The sdist from the index once (the free-threaded build): every pytest step already
+        # builds the sdist and installs it into a fresh venv of its interpreter (test_packaging).
+        [ "$kind" != "${WHEEL_KINDS[0]}" ] || forms+=(sdist)
+        for form in "${forms[@]}"; do
             v="$repo/build/index-venvs/$kind-$form"
             local how=(--only-binary thrasks)
             [ "$form" = wheel ] || how=(--no-binary thrasks)
@@ -532,7 +536,9 @@ step_pytest_tsan() {
     pytest_extra=(-o faulthandler_timeout=900)
     export THRASKS_TIMEOUT_SCALE=${THRASKS_TIMEOUT_SCALE:-10}  # as in step_pytest_debug
     export THRASKS_HYPOTHESIS_PROFILE=${THRASKS_HYPOTHESIS_PROFILE:-thrasks-quick}
-    export THRASKS_WORK_SCALE=${THRASKS_WORK_SCALE:-0.25}
+    # TSan runs the suite about 20 times slower: a tenth of the stress repetitions keeps every
+    # race in play and the step inside the CI budget (docs/testing.md, run times).
+    export THRASKS_WORK_SCALE=${THRASKS_WORK_SCALE:-0.1}
     run_pytest ft-tsan prepared || rc=$?
     if compgen -G "$reports/tsan.*" >/dev/null; then
         say "ThreadSanitizer reports (each halted its process):"
@@ -601,8 +607,27 @@ step_docs() {
     esac
 }
 
+# kill_tree PID: PID and everything it started.
+kill_tree() {
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
+    kill "$1" 2>/dev/null || true
+}
+
+# prebuild KIND...: on a cold machine the debug and TSan interpreters are the longest builds
+# (about 15 minutes of a cold run); build them in the background, one after the other, while
+# the first steps run. tools/python.sh locks each kind: the step that needs one waits for its
+# build, or finds it cached (then this costs nothing); a failed build is retried by the step.
+prebuild_pid=
+prebuild() {
+    mkdir -p "$logs"
+    ( for k in "$@"; do "$repo/tools/python.sh" "$k" > "$logs/prebuild-$k.log" 2>&1 || true; done ) &
+    prebuild_pid=$!
+}
+
 summary() {
     local rc=$? s total=0
+    [ -z "$prebuild_pid" ] || kill_tree "$prebuild_pid"
     echo
     echo "=================================== summary ==================================="
     for s in "${steps[@]}"; do
@@ -628,6 +653,10 @@ cmd_test() {
     trap summary EXIT
     # A signal ends the run as a failure (the EXIT trap prints the summary).
     trap 'exit 143' TERM INT HUP
+    local wanted=()
+    [[ "$selected" != *" pytest-debug "* ]] || wanted+=(ft-debug)
+    [[ "$selected" != *" pytest-tsan "* ]] || wanted+=(ft-tsan)
+    [ ${#wanted[@]} -eq 0 ] || prebuild "${wanted[@]}"
     for s in "${steps[@]}"; do
         if [[ "$selected" != *" $s "* ]]; then
             status[$s]="-"

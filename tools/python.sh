@@ -121,8 +121,13 @@ apt_install() {
     done
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing: ${missing[*]}"
-        apt-get -q update >&2
-        DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "${missing[@]}" >&2
+        # One apt at a time: tools/dev.sh builds interpreters in the background (dpkg's own lock
+        # would fail the second one instead of waiting).
+        (
+            flock 6
+            apt-get -q update >&2
+            DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "${missing[@]}" >&2
+        ) 6>"$THRASKS_CACHE/apt.lock"
     fi
 }
 
