@@ -525,6 +525,9 @@ step_pytest_tsan() {
     tsan_wrapper
     pyrun=("${TSAN_WRAPPER[@]}")
     ensure_tsan_env
+    # test_packaging installs the sdist into a fresh venv of the TSan interpreter with the ft
+    # venv's pip (as ensure_tsan_env does): the TSan one has none.
+    export THRASKS_TEST_PIP_PYTHON="$repo/.venv-ft/bin/python"
     sup=${THRASKS_TSAN_SUPPRESSIONS:-$(dirname "$base")/../share/thrasks/suppressions_free_threading.txt}
     [ -f "$sup" ] || die "no TSan suppressions file at $sup (tools/python.sh ft-tsan copies CPython's Tools/tsan/suppressions_free_threading.txt there; or set THRASKS_TSAN_SUPPRESSIONS)"
     reports="$repo/build/pytest-ft-tsan/tsan-reports"
