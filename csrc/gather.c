@@ -280,6 +280,7 @@ PyObject *gather_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     }
     job_sink_bind(&d->sink, loop, wake);
     Py_DECREF(wake);
+    job_sink_wake_when_all(&d->sink); /* gather_deliver settles on the last or a failed outcome */
     if (n > 1 && find_duplicates(d, coros) < 0) {
         goto fail;
     }
@@ -312,12 +313,14 @@ PyObject *gather_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             }
             Py_XDECREF(jobs);
             PyErr_Clear();
+            job_sink_all_submitted(&d->sink);
             PyErr_SetRaisedException(exc);
             Py_DECREF(outer);
             Py_DECREF(loop);
             return NULL;
         }
     }
+    job_sink_all_submitted(&d->sink);
     Py_DECREF(loop);
     return outer;
 fail:

@@ -218,8 +218,16 @@ static void sink_push(JobObject *job)
     /* Once pushed, the job may be delivered and the owner (which embeds s) freed by a drain that
      * is not this push's wake-up (a call_soon retry): hold the owner until the wake-up is done. */
     PyObject *owner = Py_NewRef(job->owner);
+    int success = job->outcome_kind == OUTCOME_RESULT; /* read before the push hands the job over */
     /* The stack takes over our reference; the first job of a batch wakes the owner's loop. */
-    if (disp_stack_push(&s->finished, &job->done_node)) {
+    int wake = disp_stack_push(&s->finished, &job->done_node);
+    if (s->wake_when_all) {
+        /* acq_rel: the decrements form one chain, so the last one comes after every other
+         * finisher's push; its hub_post then publishes them all to the drain. */
+        Py_ssize_t left = atomic_fetch_sub_explicit(&s->unfinished, 1, memory_order_acq_rel) - 1;
+        wake = left == 0 || !success;
+    }
+    if (wake) {
         if (s->hub != NULL) {
             hub_post(s->hub, &s->hub_node);
         }
@@ -300,6 +308,7 @@ void job_sink_init(job_sink *s, PyObject *owner, const job_sink_ops *ops, thrask
     disp_stack_init(&s->finished);
     atomic_init(&s->loop_dead, 0);
     atomic_init(&s->pending, 0);
+    atomic_init(&s->unfinished, 0);
 }
 
 void job_sink_bind(job_sink *s, PyObject *loop, PyObject *wake_cb)
@@ -318,6 +327,8 @@ void job_sink_register(job_sink *s, JobObject *job)
     /* relaxed: pending is decided on the owner's loop thread, after the acquire of the finished
      * stack; this increment is sequenced before the post that the job's completion follows. */
     atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
+    /* relaxed: as pending (the post that follows publishes it to the finisher's decrement) */
+    atomic_fetch_add_explicit(&s->unfinished, 1, memory_order_relaxed);
     Py_BEGIN_CRITICAL_SECTION(s->owner);
     job->prev = NULL;
     job->next = s->undelivered;
@@ -346,10 +357,39 @@ static JobObject *sink_unlink(job_sink *s, JobObject *job)
     return job;
 }
 
+/* One unit of `unfinished` that never reaches `finished` (a job never posted, or the owner's own
+ * unit): in wake_when_all mode the last one wakes the loop for the batch waiting there. */
+static void sink_unfinished_drop(job_sink *s)
+{
+    /* acq_rel: as in sink_push; after it every push is visible, so an empty stack means that
+     * nothing waits (an empty gather, or a drain took the batch already) */
+    if (atomic_fetch_sub_explicit(&s->unfinished, 1, memory_order_acq_rel) == 1 && s->wake_when_all &&
+        !disp_stack_empty_approx(&s->finished)) {
+        hub_post(s->hub, &s->hub_node);
+    }
+}
+
+void job_sink_wake_when_all(job_sink *s)
+{
+    if (s->hub != NULL) {
+        /* relaxed: nothing is submitted yet; the posts that follow publish both */
+        atomic_fetch_add_explicit(&s->unfinished, 1, memory_order_relaxed);
+        s->wake_when_all = 1;
+    }
+}
+
+void job_sink_all_submitted(job_sink *s)
+{
+    if (s->wake_when_all) {
+        sink_unfinished_drop(s);
+    }
+}
+
 void job_sink_unregister(job_sink *s, JobObject *job)
 {
     Py_DECREF(sink_unlink(s, job));
     atomic_fetch_sub_explicit(&s->pending, 1, memory_order_relaxed); /* see job_sink_register */
+    sink_unfinished_drop(s);
     job->sink = NULL;
     Py_CLEAR(job->owner);
 }

@@ -115,6 +115,10 @@ struct job_sink {
     disp_stack finished;           /* finished jobs; each node owns one job reference */
     atomic_int loop_dead;          /* the owner's loop refused call_soon_threadsafe (closed) */
     _Atomic Py_ssize_t pending;    /* registered and not yet delivered */
+    _Atomic Py_ssize_t unfinished; /* registered and not yet on `finished` (+1 while the owner
+                                      still submits, in wake_when_all mode) */
+    int wake_when_all;             /* set before any submission: wake the loop only for the last
+                                      job or an unsuccessful one (job_sink_wake_when_all) */
     JobObject *undelivered;        /* list head (owner's critical section); the list owns a ref each */
     JobObject *retry;              /* owner's loop thread: jobs whose delivery must be retried */
     int bound;
@@ -186,6 +190,16 @@ void job_close_coro(thrasks_state *st, PyObject *coro);
 void job_sink_init(job_sink *s, PyObject *owner, const job_sink_ops *ops, thrasks_state *st);
 /* Owner's loop thread, once: deliver on `loop` through `wake_cb` (strong refs taken). */
 void job_sink_bind(job_sink *s, PyObject *loop, PyObject *wake_cb);
+
+/* Owner's loop thread, after bind and before the first registration: the owner looks at nothing
+ * but the last outcome or an unsuccessful one (a gather), so a successful job that is not the last
+ * does not wake the loop; it is delivered with the batch the last one wakes. Only with a hub
+ * (hub_post is idempotent); else every batch wakes as usual. The owner holds one unit of
+ * `unfinished` until job_sink_all_submitted, so a job finishing during the submissions is never
+ * taken for the last one. */
+void job_sink_wake_when_all(job_sink *s);
+/* Owner's loop thread: every job is submitted (or the rest never will be): drop that unit. */
+void job_sink_all_submitted(job_sink *s);
 
 /* Register a new job: the list and the job take references to each other (job->owner), pending
  * goes up. Any thread. Never fails. */

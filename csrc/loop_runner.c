@@ -8,10 +8,12 @@
 
 #include <pthread.h>
 
-/* QUEUE balance (loop_runner.h): a serving worker that stops looking at its queue for this long is
- * busy; a freshly notified one gets NOTIFY_GRACE_NS to look for the first time. */
-#define SERVE_BUSY_NS (500LL * 1000)
-#define NOTIFY_GRACE_NS (50LL * 1000 * 1000)
+/* QUEUE balance (loop_runner.h): a serving worker that has not looked at its queue for this long
+ * is busy; a freshly notified one gets NOTIFY_GRACE_NS to look for the first time. Both are far
+ * above a wake-up (~0.1 ms) and above the scheduling stalls of a shared 2-core machine (~1-4 ms),
+ * so a sibling that is merely slow to get a core is not mistaken for a busy one. */
+#define SERVE_BUSY_NS (3LL * 1000 * 1000)
+#define NOTIFY_GRACE_NS (10LL * 1000 * 1000)
 
 /* The worker running on this thread (set by worker_run): per-thread state, like CPython's own
  * thread-local current thread state, so create_task can tell that a task spawns a sibling. */
@@ -290,14 +292,34 @@ static void start_serving(WorkerObject *w, runner_serve_token *tok)
     w->serving = tok; /* keeps the message's owner reference */
 }
 
-/* May this worker take another job from tok's queue now? (balance rule in loop_runner.h) */
-static int may_take(runner_serve_token *tok, long long now)
+/* Wake the worker of sibling slot `s` if it sleeps waiting for a sibling to take a job. */
+static void nudge(runner_serve_token *s)
+{
+    /* relaxed: `waiting` is a hint that only decides whether to write an eventfd; the woken worker
+     * reads the loads (in_flight, the queue) through their own atomics. The exchange makes one
+     * nudger per wait write the fd. */
+    if (atomic_load_explicit(&s->waiting, memory_order_relaxed) &&
+        atomic_exchange_explicit(&s->waiting, 0, memory_order_relaxed)) {
+        /* acquire: pairs with the release store in route_submit; the pool keeps the worker (and
+         * its fd) alive while the owner we serve holds the pool (pool.c, retired workers) */
+        WorkerObject *other = atomic_load_explicit(&s->worker, memory_order_acquire);
+        if (other != NULL) {
+            wakefd_signal(&other->wake);
+        }
+    }
+}
+
+/* May this worker take another job from tok's queue now (balance rule in loop_runner.h)? 1 yes;
+ * 0 no, leaving it to a less loaded sibling that is responsive, with *recheck lowered to the time
+ * by which that sibling's chance to respond runs out (0: not set yet). */
+static int may_take(runner_serve_token *tok, long long now, long long *recheck)
 {
     /* relaxed loads here: load figures for a heuristic; the queue itself publishes the jobs */
     long mine = atomic_load_explicit(&tok->in_flight, memory_order_relaxed);
     if (mine == 0) {
         return 1;
     }
+    int defer = 0;
     for (size_t i = 0; i < tok->n_siblings; i++) {
         runner_serve_token *s = &tok->siblings[i];
         if (s == tok || atomic_load_explicit(&s->in_flight, memory_order_relaxed) >= mine ||
@@ -306,18 +328,48 @@ static int may_take(runner_serve_token *tok, long long now)
         }
         long long look = atomic_load_explicit(&s->last_look_ns, memory_order_relaxed);
         long long notified = atomic_load_explicit(&s->notified_ns, memory_order_relaxed);
+        long long until;
         if (now - look < SERVE_BUSY_NS) {
-            return 0; /* a less loaded worker that keeps looking will take it */
+            until = look + SERVE_BUSY_NS; /* it keeps looking: it will take the job */
         }
-        if (notified > look) { /* notified, and it has not looked since */
-            WorkerObject *other = atomic_load_explicit(&s->worker, memory_order_acquire);
-            if ((other != NULL && runner_running(other) == 0 && !runner_is_dead(other)) ||
-                now - notified < NOTIFY_GRACE_NS) {
-                return 0; /* it is idle and waking up (or only just notified): leave it the job */
-            }
+        else if (notified > look && now - notified < NOTIFY_GRACE_NS) {
+            until = notified + NOTIFY_GRACE_NS; /* notified and waking up */
+        }
+        else if (atomic_load_explicit(&s->waiting, memory_order_relaxed)) {
+            nudge(s); /* asleep, waiting on stale figures: wake it, it will look */
+            until = now + SERVE_BUSY_NS;
+        }
+        else {
+            continue; /* busy: computing or blocked */
+        }
+        defer = 1;
+        if (*recheck == 0 || until < *recheck) {
+            *recheck = until;
         }
     }
-    return 1;
+    return !defer;
+}
+
+/* Look at the queues again at `at` at the latest (a call_later timer), unless a timer that fires
+ * no later is armed. Without a timer (no memory) look again on the next iteration instead. */
+static void arm_relook(WorkerObject *w, long long at, long long now)
+{
+    if (w->relook_ns != 0 && w->relook_ns <= at) {
+        return;
+    }
+    PyObject *delay = FAULT_PY() ? NULL : PyFloat_FromDouble((double)(at > now ? at - now : 0) / 1e9);
+    PyObject *args[3] = {w->loop, delay, w->relook_cb};
+    PyObject *h = delay ? PyObject_VectorcallMethod(w->st->s_call_later, args,
+                                                   3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                        : NULL;
+    Py_XDECREF(delay);
+    if (h == NULL) {
+        PyErr_Clear();
+        wakefd_signal(&w->wake);
+        return;
+    }
+    Py_DECREF(h);
+    w->relook_ns = at;
 }
 
 /* One round: take at most one job from each queue served, if the balance rule allows. */
@@ -327,19 +379,37 @@ static void serve_round(WorkerObject *w)
         return;
     }
     long long now = runner_now_ns();
+    long long recheck = 0;
+    int took = 0;
     long queued = 0;
     runner_serve_token **link = &w->serving;
     while (*link != NULL) {
         runner_serve_token *tok = *link;
         atomic_store_explicit(&tok->last_look_ns, now, memory_order_relaxed); /* see may_take */
+        /* relaxed + seq_cst fence: Dekker with a sibling that takes a job (its in_flight increment,
+         * a fence, its load of our flag in nudge): it sees `waiting`, or we see its new load. */
+        atomic_store_explicit(&tok->waiting, 1, memory_order_relaxed);
+        THRASKS_FENCE_SEQ_CST();
         void *item = NULL;
-        if (!mpmc_empty_approx(&tok->shared->q) && !may_take(tok, now)) {
-            link = &tok->serving_next; /* keep serving; look again next round */
+        if (!mpmc_empty_approx(&tok->shared->q) && !may_take(tok, now, &recheck)) {
+            link = &tok->serving_next; /* keep serving; `waiting` stays set */
             queued += (long)mpmc_size_approx(&tok->shared->q);
             continue;
         }
+        atomic_store_explicit(&tok->waiting, 0, memory_order_relaxed); /* relaxed: see above */
         if (disp_shared_pop(tok->shared, tok->slot, &item) == DISP_ITEM) {
             start_job(w, (JobObject *)item, tok);
+            took = 1;
+            if (!mpmc_empty_approx(&tok->shared->q)) {
+                /* seq_cst: the other side of the Dekker above (our in_flight increment, then the
+                 * siblings' flags): our load changed, so siblings waiting on it look again */
+                THRASKS_FENCE_SEQ_CST();
+                for (size_t i = 0; i < tok->n_siblings; i++) {
+                    if (&tok->siblings[i] != tok) {
+                        nudge(&tok->siblings[i]);
+                    }
+                }
+            }
             queued += (long)mpmc_size_approx(&tok->shared->q);
             link = &tok->serving_next;
         }
@@ -350,10 +420,13 @@ static void serve_round(WorkerObject *w)
         }
     }
     atomic_store_explicit(&w->shared_len, queued, memory_order_relaxed); /* a statistic */
-    if (w->serving != NULL) {
+    if (took) {
         /* Look again on the next loop iteration, after what is ready now has run: a worker that
          * is busy computing or blocked therefore takes nothing more meanwhile. */
         wakefd_signal(&w->wake);
+    }
+    else if (recheck != 0) {
+        arm_relook(w, recheck, now); /* sleep; a sibling's take nudges us earlier */
     }
 }
 
@@ -363,6 +436,7 @@ static void stop_serving_all(WorkerObject *w, PyObject *cause)
         runner_serve_token *tok = w->serving;
         w->serving = tok->serving_next;
         tok->serving_next = NULL;
+        atomic_store_explicit(&tok->waiting, 0, memory_order_relaxed); /* a hint (see nudge) */
         runner_orphan_serve(w, tok, cause);
     }
 }
@@ -623,6 +697,14 @@ close:
     Py_RETURN_NONE;
 }
 
+/* The re-look timer of arm_relook: no timer is armed any more; look as a drain does. */
+static PyObject *worker_relook(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    ((WorkerObject *)op)->relook_ns = 0;
+    return worker_drain(op, NULL);
+}
+
 PyMethodDef runner_drain_def = {"_drain", worker_drain, METH_NOARGS, NULL};
+PyMethodDef runner_relook_def = {"_relook", worker_relook, METH_NOARGS, NULL};
 PyMethodDef runner_task_done_def = {"_task_done", worker_task_done, METH_O, NULL};
 PyMethodDef runner_run_def = {"_run", worker_run, METH_NOARGS, NULL};

@@ -24,10 +24,13 @@
  * QUEUE balance (runner_serve_token): a worker takes a job from a shared queue while it has none
  * of that owner's jobs in flight; with some in flight, only when no other ACTIVE slot of the
  * queue is less loaded and responsive: its worker looked at the queue in the last SERVE_BUSY_NS,
- * or it was notified and has not looked yet while idle (no task running: it is only waking up),
- * or notified less than NOTIFY_GRACE_NS ago. So tasks that await at once spread over the workers
- * by count, and a worker that is computing or blocked (it stops looking) leaves the queue to the
- * others.
+ * or sleeps `waiting` for a sibling, or was notified less than NOTIFY_GRACE_NS ago and has not
+ * looked yet. So tasks that await at once spread over the workers by count, and a worker that is
+ * computing or blocked (it stops looking) leaves the queue to the others. A worker that leaves a
+ * job to a sibling does not spin: it sets `waiting` and sleeps until the sibling takes a job
+ * (which nudges it awake) or, at the latest, until the sibling's time to respond runs out (a
+ * call_later timer). Spinning there held the very core the sibling was queued on (measured: the
+ * sibling woke 4 ms late and then one worker took 19 of 20 tasks).
  *
  * Ownership: the pool owns its workers; a worker owns its loop; the worker's thread (a
  * threading.Thread whose target is the bound worker._run) holds the worker alive while it runs.
@@ -62,6 +65,8 @@ typedef struct runner_serve_token {
     _Atomic long long last_look_ns; /* when this slot's worker last looked at the queue */
     _Atomic long long notified_ns; /* when a producer last claimed the slot (route_submit) */
     _Atomic(struct WorkerObject *) worker; /* the worker last notified for the slot (pool keeps it) */
+    atomic_int waiting;            /* its worker left a job to a less loaded sibling and sleeps:
+                                      nudge it (wake it up) when that changes (loop_runner.c) */
     struct runner_serve_token *serving_next; /* worker thread: the worker's list of served tokens */
 } runner_serve_token;
 
@@ -85,7 +90,7 @@ struct WorkerObject {
     PyObject *thread;              /* strong: the threading.Thread running _run */
     PyObject *name;                /* strong: the thread's name */
     PyObject *drain_cb;            /* strong: bound self._drain */
-    PyObject *serve_cb;            /* strong: bound self._serve */
+    PyObject *relook_cb;           /* strong: bound self._relook (QUEUE balance timer) */
     PyObject *done_cb;             /* strong: bound self._task_done */
     PyObject *running;             /* strong, worker thread only: dict Task -> job */
     runner_serve_token *serving;   /* worker thread only: tokens served (each holds an owner ref) */
@@ -97,6 +102,8 @@ struct WorkerObject {
     _Atomic long inbox_len;        /* jobs posted and not yet taken (stats) */
     _Atomic long shared_len;       /* worker thread writes: queued jobs of the slots it serves (stats) */
     int stopping;                  /* worker thread only */
+    long long relook_ns;           /* worker thread only: a re-look timer (call_later) is armed for
+                                      this time; 0: none */
     atomic_int dead;               /* 1 once the worker no longer takes its mailbox */
     PyObject *death_cause;         /* strong or NULL: written before `dead` (release) */
     const char *death_text;        /* what happened, for the jobs' RuntimeError (with death_cause) */
@@ -158,7 +165,7 @@ void runner_orphan_serve(WorkerObject *w, runner_serve_token *tok, PyObject *cau
 void runner_die(WorkerObject *w, PyObject *cause);
 
 /* The methods the worker's loop and thread call (worker.c binds them). */
-extern PyMethodDef runner_drain_def, runner_task_done_def, runner_run_def;
+extern PyMethodDef runner_drain_def, runner_relook_def, runner_task_done_def, runner_run_def;
 
 static inline long long runner_now_ns(void)
 {

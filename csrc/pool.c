@@ -220,6 +220,7 @@ int route_bind(pool_route *r, PyObject *owner)
         atomic_init(&t->notified_ns, 0);
         atomic_init(&t->worker, NULL);
         atomic_init(&t->queued, 0);
+        atomic_init(&t->waiting, 0);
     }
     return 0;
 }

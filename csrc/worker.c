@@ -42,6 +42,7 @@ static int worker_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(w->thread);
     Py_VISIT(w->name);
     Py_VISIT(w->drain_cb);
+    Py_VISIT(w->relook_cb);
     Py_VISIT(w->done_cb);
     Py_VISIT(w->running);
     Py_VISIT(w->death_cause);
@@ -55,6 +56,7 @@ static int worker_clear(PyObject *op)
 {
     WorkerObject *w = (WorkerObject *)op;
     Py_CLEAR(w->drain_cb);
+    Py_CLEAR(w->relook_cb);
     Py_CLEAR(w->done_cb);
     Py_CLEAR(w->thread);
     Py_CLEAR(w->running);
@@ -197,8 +199,9 @@ WorkerObject *runner_new(thrasks_state *st, PyObject *module, size_t index, PyOb
     w->running = PyDict_New();
     w->name = PyUnicode_FromFormat("thrasks-worker-%zu", index);
     w->drain_cb = PyCFunction_NewEx(&runner_drain_def, self, NULL);
+    w->relook_cb = PyCFunction_NewEx(&runner_relook_def, self, NULL);
     w->done_cb = PyCFunction_NewEx(&runner_task_done_def, self, NULL);
-    if (!w->running || !w->name || !w->drain_cb || !w->done_cb) {
+    if (!w->running || !w->name || !w->drain_cb || !w->relook_cb || !w->done_cb) {
         goto fail;
     }
     /* The loop is made here and run by the thread: creating a loop is thread-agnostic. */

@@ -77,3 +77,52 @@ def test_hand_drains_racing_the_hub_lose_nothing():
         assert [f.result() for f in futures] == list(range(200))
 
     run_repeatedly(main, 5)
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """A loop that counts its iterations."""
+
+    iterations = 0
+
+    def _run_once(self):
+        self.iterations += 1
+        super()._run_once()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_gather_wakes_its_loop_once_for_its_successes(fail):
+    """A gather looks at nothing but its last outcome or an unsuccessful one, so only those wake
+    the caller's loop (job.h, wake_when_all): one wake-up iteration, then the one that resumes the
+    awaiting task. Before, each batch of finished jobs woke it: 3 iterations in most calls of 8
+    jobs on 2 workers, sometimes 4. A failure still wakes it at once (the gather raises it), and
+    the successes that finish after it are delivered with the last job."""
+
+    async def trivial(i):
+        if fail and i == 3:
+            raise ValueError(i)
+        return i
+
+    async def main(pool):
+        from thrasks import threaded_gather
+
+        loop = asyncio.get_running_loop()
+        await threaded_gather(*(trivial(i) for i in range(8)), num_threads=2, pool=pool, return_exceptions=True)
+        counts = []
+        for _ in range(50):
+            before = loop.iterations
+            got = await threaded_gather(
+                *(trivial(i) for i in range(8)), num_threads=2, pool=pool, return_exceptions=True
+            )
+            counts.append(loop.iterations - before)
+            assert [type(g) if isinstance(g, BaseException) else g for g in got] == [
+                ValueError if fail and i == 3 else i for i in range(8)
+            ]
+        return counts
+
+    with WorkerPool(2) as pool:
+        counts = asyncio.run(main(pool), loop_factory=CountingLoop)
+    if fail:
+        # the failure wakes the loop as soon as it is there; the rest come with the last job
+        assert max(counts) <= 3, counts
+    else:
+        assert max(counts) == 2, counts

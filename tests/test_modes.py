@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from conftest import scaled
 from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
 
 
@@ -226,3 +227,44 @@ async def test_queue_gives_every_worker_tasks_when_the_tasks_await_first(n):
         assert got == expected
         per_worker = {name: threads.count(name) for name in set(threads)}
         assert len(per_worker) == n, per_worker
+
+
+async def test_queue_spreads_tasks_that_await_by_count_after_the_pool_idled():
+    """A worker that leaves a job to a slower sibling must not spin while it waits (issue 16).
+
+    It used to: it looked at the queue again on every iteration of its loop, holding a core. After
+    the pool had idled while the caller computed, the sibling it waited for was often queued
+    behind it on that core, woke milliseconds late, then the waiting worker was descheduled in
+    turn, looked busy, and the sibling took the rest: 19 of 20 tasks on one worker in about half
+    of the rounds (measured with the bench's mixed_queue row). Now it sleeps until the sibling
+    takes a job or its time runs out, and the tasks spread by count. Counts only, no timing: the
+    tasks stay in flight until all have started."""
+    n, per_round = 2, 20
+    with WorkerPool(n) as pool:
+        for _ in range(scaled(6)):
+            threads = []
+            lock = threading.Lock()
+            gate = threading.Event()
+
+            async def io_then_cpu(i):
+                with lock:
+                    threads.append(threading.current_thread().name)
+                while not gate.is_set():
+                    await asyncio.sleep(0.001)
+                return i
+
+            async def open_gate_once_all_started():
+                deadline = time.monotonic() + 60
+                while len(threads) < per_round and time.monotonic() < deadline:
+                    await asyncio.sleep(0.001)
+                gate.set()
+
+            sum(k * k for k in range(300_000))  # the caller computes while the workers idle
+            opener = asyncio.create_task(open_gate_once_all_started())
+            got = await threaded_gather(
+                *(io_then_cpu(i) for i in range(per_round)), num_threads=n, mode=SchedulingMode.QUEUE, pool=pool
+            )
+            await opener
+            assert got == list(range(per_round))
+            counts = sorted(collections.Counter(threads).values())
+            assert len(counts) == n and counts[0] >= per_round // (3 * n), counts
