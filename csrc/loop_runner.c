@@ -295,9 +295,9 @@ static void start_serving(WorkerObject *w, runner_serve_token *tok)
 /* Wake the worker of sibling slot `s` if it sleeps waiting for a sibling to take a job. */
 static void nudge(runner_serve_token *s)
 {
-    /* relaxed: `waiting` is a hint that only decides whether to write an eventfd; the woken worker
-     * reads the loads (in_flight, the queue) through their own atomics. The exchange makes one
-     * nudger per wait write the fd. */
+    /* relaxed: `waiting` is a hint that only decides whether to write an eventfd. The woken
+     * worker's relaxed loads of in_flight may still be stale (no happens-before with us); then it
+     * just defers again until its timer. The exchange makes one nudger per wait write the fd. */
     if (atomic_load_explicit(&s->waiting, memory_order_relaxed) &&
         atomic_exchange_explicit(&s->waiting, 0, memory_order_relaxed)) {
         /* acquire: pairs with the release store in route_submit; the pool keeps the worker (and
@@ -352,11 +352,12 @@ static int may_take(runner_serve_token *tok, long long now, long long *recheck)
 
 /* Look at the queues again at `at` at the latest (a call_later timer), unless a timer that fires
  * no later is armed. Without a timer (no memory) look again on the next iteration instead. */
-static void arm_relook(WorkerObject *w, long long at, long long now)
+static void arm_relook(WorkerObject *w, long long at)
 {
     if (w->relook_ns != 0 && w->relook_ns <= at) {
         return;
     }
+    long long now = runner_now_ns(); /* not the round's: its first steps may have taken a while */
     PyObject *delay = FAULT_PY() ? NULL : PyFloat_FromDouble((double)(at > now ? at - now : 0) / 1e9);
     PyObject *args[3] = {w->loop, delay, w->relook_cb};
     PyObject *h = delay ? PyObject_VectorcallMethod(w->st->s_call_later, args,
@@ -426,7 +427,7 @@ static void serve_round(WorkerObject *w)
         wakefd_signal(&w->wake);
     }
     else if (recheck != 0) {
-        arm_relook(w, recheck, now); /* sleep; a sibling's take nudges us earlier */
+        arm_relook(w, recheck); /* sleep; a sibling's take nudges us earlier */
     }
 }
 
@@ -470,6 +471,13 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
     WorkerObject *w = (WorkerObject *)op;
     /* Consume the fd BEFORE taking the stacks (loop_runner.h). */
     wakefd_consume(&w->wake);
+    /* relaxed: this thread wrote `dead`. A dying worker's loop still runs (worker_died lets its
+     * tasks finish cancelling) and may call us (its reader, a relook timer): start nothing, and
+     * resolve what was posted as the posters would (the stacks hand each message to one taker). */
+    if (atomic_load_explicit(&w->dead, memory_order_relaxed)) {
+        runner_orphan_mailbox(w);
+        Py_RETURN_NONE;
+    }
     for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
         runner_serve_token *tok = disp_container_of(n, runner_serve_token, node);
         n = n->next;

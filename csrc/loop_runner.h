@@ -138,6 +138,10 @@ void runner_cancel_now(WorkerObject *w, JobObject *job);
  * its owner (job_relay_arrived). Takes the job reference. */
 void runner_post_relay(WorkerObject *w, JobObject *job);
 
+/* Resolve every message in a dead worker's mailbox (any thread): what posters do after they see
+ * `dead`, and what the dead worker's own late drains do instead of starting anything. */
+void runner_orphan_mailbox(WorkerObject *w);
+
 /* The worker whose thread is calling, or NULL (not a worker thread). */
 WorkerObject *runner_current(void);
 

@@ -53,7 +53,7 @@ void runner_orphan_serve(WorkerObject *w, runner_serve_token *tok, PyObject *cau
 }
 
 /* Resolve every message in the mailbox (the worker is dead). Any thread. */
-static void orphan_mailbox(WorkerObject *w)
+void runner_orphan_mailbox(WorkerObject *w)
 {
     PyObject *cause = w->death_cause; /* read after the acquire of `dead` (see post_done) */
     for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
@@ -94,7 +94,7 @@ static void post_done(WorkerObject *w, int was_empty)
     THRASKS_FENCE_SEQ_CST();
     /* acquire: pairs with the release store of dead, so death_cause is visible */
     if (atomic_load_explicit(&w->dead, memory_order_acquire)) {
-        orphan_mailbox(w);
+        runner_orphan_mailbox(w);
     }
 }
 
@@ -175,6 +175,6 @@ void runner_die(WorkerObject *w, PyObject *cause)
     atomic_store_explicit(&w->dead, 1, memory_order_release);
     /* seq_cst: pairs with the fence in post_done (see there). */
     THRASKS_FENCE_SEQ_CST();
-    orphan_mailbox(w);
+    runner_orphan_mailbox(w);
 }
 

@@ -164,6 +164,15 @@ def summarize_hang(native: str, err: str) -> str:
     stacks of a faulthandler dump. "thrasks code on a stack" when the C core (or the package's
     Python code) is among them; a thread that merely started in thrasks (a worker: its loop runs
     from our C thread function) and now waits in asyncio or CPython does not count."""
+    # asyncio reports a callback that raised (e.g. "Exception in callback Task.task_wakeup()":
+    # the task it was to step sleeps for good) on stderr: where the hang began
+    callbacks = sorted(set(re.findall(r"^Exception in callback (\S+)", err, re.M)))
+    began = f"; began with asyncio's 'Exception in callback {', '.join(callbacks)}'" if callbacks else ""
+    return summarize_native(native, err) + began
+
+
+def summarize_native(native: str, err: str) -> str:
+    """The innermost frames of every thread (gdb), or the Python stacks (see summarize_hang)."""
     if native:
         tops, ours = [], False
         for block in re.split(r"\n(?=Thread \d+ )", native):
