@@ -65,6 +65,8 @@ def test_one_failed_allocation_never_crashes_or_breaks_the_pool(k):
     outcome, detail = sweep.run_one(k, "thrasks", 10.0 * TIMEOUT_SCALE)
     if CPYTHON_OOM_LIST_BUG and (outcome == "crashed" or
                                  (outcome == "hung" and detail.startswith("no thrasks code"))):
+        if "Exception in callback" in detail:  # asyncio.gather's harness hangs so too (the sweep)
+            pytest.skip(f"hung in asyncio's own code: a loop callback raised MemoryError and left a task asleep: {detail}")
         pytest.skip(f"{outcome} on a free-threaded CPython (gh-152125, see above): {detail}")
     assert outcome not in ("crashed", "system_error", "wrong_result"), detail
     if outcome == "loop_died":
