@@ -60,7 +60,7 @@ typedef struct thrasks_state {
         *s_run_forever, *s_stop, *s_close, *s_is_closed, *s_run_until_complete,
         *s_shutdown_asyncgens, *s_shutdown_default_executor, *s_start, *s_join, *s_target,
         *s_daemon, *s_call_exception_handler, *s_uncancel, *s_ident, *s_deliver, *s_settle,
-        *s_eager_start, *s_hub_attr, *s_call_later;
+        *s_eager_start, *s_hub_attr, *s_call_later, *s_ready;
     PyObject *empty_tuple;              /* () */
     PyObject *kw_loop;                  /* ("loop",) */
     PyObject *kw_task;                  /* ("loop", "name", "context") */
@@ -125,6 +125,20 @@ static inline PyObject *thrasks_dict_list(PyObject *dict, int pairs)
         Py_CLEAR(out);
     }
     return out;
+}
+
+/* Has `loop` no callback ready to run (asyncio's BaseEventLoop._ready is empty)? Then, once the
+ * callback running now returns, it would block in its selector: a short wait for work that is
+ * about to arrive costs its other callbacks nothing. 0 when unknown (not a BaseEventLoop). */
+static inline int thrasks_loop_idle(PyObject *ready_name, PyObject *loop)
+{
+    PyObject *ready = PyObject_GetAttr(loop, ready_name);
+    Py_ssize_t n = ready != NULL ? PyObject_Length(ready) : -1;
+    Py_XDECREF(ready);
+    if (n < 0) {
+        PyErr_Clear();
+    }
+    return n == 0;
 }
 
 static inline PyObject *thrasks_no_memory(void)

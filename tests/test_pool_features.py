@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import threading
 
 import pytest
@@ -68,6 +69,24 @@ async def test_stats_count_cpu_time_as_busy():
         before = pool.stats()[0]["busy_seconds"]
         await threaded_gather(spin(), num_threads=1, pool=pool)
         assert pool.stats()[0]["busy_seconds"] > before
+
+
+async def test_a_worker_lingers_briefly_after_work_and_then_sleeps():
+    """After a job a worker with nothing else to do keeps looking at its mailbox for a short while
+    (loop_runner.c, linger: a caller awaiting one result after another then finds it awake) and
+    then sleeps in its selector: its CPU time over the next half second stays a small fraction of
+    it. A worker that never stopped lingering would spend most of that half second on a core. The
+    bound is 40 times what a linger may cost (250 us of 500 ms), so load does not matter."""
+    with WorkerPool(1) as pool:
+
+        async def trivial():
+            return 1
+
+        for _ in range(20):
+            assert await threaded_gather(trivial(), num_threads=1, pool=pool) == [1]
+        before = pool.stats()[0]["busy_seconds"]
+        time.sleep(0.5)  # the caller's loop blocked: no iteration, no new job
+        assert pool.stats()[0]["busy_seconds"] - before < 0.02
 
 
 # ---- loop_factory -------------------------------------------------------------------------------
