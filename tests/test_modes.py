@@ -192,6 +192,35 @@ async def test_two_groups_on_one_pool_do_not_interfere(pool, mode):
     assert b == [("b", i) for i in range(50)]
 
 
+async def queue_gather_held_until_all_started(pool, n, count, result):
+    """threaded_gather, QUEUE mode on `n` workers, of `count` tasks that await first and stay in
+    flight (awaiting a gate) until all of them have started, then return result(i). Returns the
+    results and, per task started, the name of the worker thread that ran it."""
+    threads = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    async def io_then_cpu(i):
+        with lock:
+            threads.append(threading.current_thread().name)
+        while not gate.is_set():
+            await asyncio.sleep(0.001)
+        return result(i)
+
+    async def open_gate_once_all_started():
+        deadline = time.monotonic() + 60
+        while len(threads) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        gate.set()
+
+    opener = asyncio.create_task(open_gate_once_all_started())
+    got = await threaded_gather(
+        *(io_then_cpu(i) for i in range(count)), num_threads=n, mode=SchedulingMode.QUEUE, pool=pool
+    )
+    await opener
+    return got, threads
+
+
 @pytest.mark.parametrize("n", [2, 3])
 async def test_queue_gives_every_worker_tasks_when_the_tasks_await_first(n):
     """QUEUE balances by load, not by loop iterations: a worker whose tasks await at once is
@@ -201,30 +230,11 @@ async def test_queue_gives_every_worker_tasks_when_the_tasks_await_first(n):
     does not depend on how fast the machine wakes the other workers: a worker whose tasks finish
     before an idle sibling wakes may rightly take more, and on a loaded machine that happened."""
     with WorkerPool(n) as pool:
-        threads = []
-        lock = threading.Lock()
-        gate = threading.Event()
-
-        async def io_then_cpu(i):
-            with lock:
-                threads.append(threading.current_thread().name)
-            while not gate.is_set():
-                await asyncio.sleep(0.001)
+        def work(i):
             return sum(k * k for k in range(2000 + i))
 
-        async def open_gate_once_all_started():
-            deadline = time.monotonic() + 60
-            while len(threads) < 2 * n and time.monotonic() < deadline:
-                await asyncio.sleep(0.001)
-            gate.set()
-
-        expected = [sum(k * k for k in range(2000 + i)) for i in range(2 * n)]
-        opener = asyncio.create_task(open_gate_once_all_started())
-        got = await threaded_gather(
-            *(io_then_cpu(i) for i in range(2 * n)), num_threads=n, mode=SchedulingMode.QUEUE, pool=pool
-        )
-        await opener
-        assert got == expected
+        got, threads = await queue_gather_held_until_all_started(pool, n, 2 * n, work)
+        assert got == [work(i) for i in range(2 * n)]
         per_worker = {name: threads.count(name) for name in set(threads)}
         assert len(per_worker) == n, per_worker
 
@@ -242,29 +252,8 @@ async def test_queue_spreads_tasks_that_await_by_count_after_the_pool_idled():
     n, per_round = 2, 20
     with WorkerPool(n) as pool:
         for _ in range(scaled(6)):
-            threads = []
-            lock = threading.Lock()
-            gate = threading.Event()
-
-            async def io_then_cpu(i):
-                with lock:
-                    threads.append(threading.current_thread().name)
-                while not gate.is_set():
-                    await asyncio.sleep(0.001)
-                return i
-
-            async def open_gate_once_all_started():
-                deadline = time.monotonic() + 60
-                while len(threads) < per_round and time.monotonic() < deadline:
-                    await asyncio.sleep(0.001)
-                gate.set()
-
             sum(k * k for k in range(300_000))  # the caller computes while the workers idle
-            opener = asyncio.create_task(open_gate_once_all_started())
-            got = await threaded_gather(
-                *(io_then_cpu(i) for i in range(per_round)), num_threads=n, mode=SchedulingMode.QUEUE, pool=pool
-            )
-            await opener
+            got, threads = await queue_gather_held_until_all_started(pool, n, per_round, lambda i: i)
             assert got == list(range(per_round))
             counts = sorted(collections.Counter(threads).values())
             assert len(counts) == n and counts[0] >= per_round // (3 * n), counts
