@@ -327,8 +327,10 @@ void job_sink_register(job_sink *s, JobObject *job)
     /* relaxed: pending is decided on the owner's loop thread, after the acquire of the finished
      * stack; this increment is sequenced before the post that the job's completion follows. */
     atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
-    /* relaxed: as pending (the post that follows publishes it to the finisher's decrement) */
-    atomic_fetch_add_explicit(&s->unfinished, 1, memory_order_relaxed);
+    if (s->wake_when_all) { /* set on this thread before any registration, or never */
+        /* relaxed: as pending (the post that follows publishes it to the finisher's decrement) */
+        atomic_fetch_add_explicit(&s->unfinished, 1, memory_order_relaxed);
+    }
     Py_BEGIN_CRITICAL_SECTION(s->owner);
     job->prev = NULL;
     job->next = s->undelivered;
@@ -357,13 +359,13 @@ static JobObject *sink_unlink(job_sink *s, JobObject *job)
     return job;
 }
 
-/* One unit of `unfinished` that never reaches `finished` (a job never posted, or the owner's own
- * unit): in wake_when_all mode the last one wakes the loop for the batch waiting there. */
+/* wake_when_all mode: one unit of `unfinished` that never reaches `finished` (a job never posted,
+ * or the owner's own unit); the last one wakes the loop for the batch waiting there. */
 static void sink_unfinished_drop(job_sink *s)
 {
     /* acq_rel: as in sink_push; after it every push is visible, so an empty stack means that
      * nothing waits (an empty gather, or a drain took the batch already) */
-    if (atomic_fetch_sub_explicit(&s->unfinished, 1, memory_order_acq_rel) == 1 && s->wake_when_all &&
+    if (atomic_fetch_sub_explicit(&s->unfinished, 1, memory_order_acq_rel) == 1 &&
         !disp_stack_empty_approx(&s->finished)) {
         hub_post(s->hub, &s->hub_node);
     }
@@ -389,7 +391,9 @@ void job_sink_unregister(job_sink *s, JobObject *job)
 {
     Py_DECREF(sink_unlink(s, job));
     atomic_fetch_sub_explicit(&s->pending, 1, memory_order_relaxed); /* see job_sink_register */
-    sink_unfinished_drop(s);
+    if (s->wake_when_all) {
+        sink_unfinished_drop(s);
+    }
     job->sink = NULL;
     Py_CLEAR(job->owner);
 }

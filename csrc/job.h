@@ -115,8 +115,8 @@ struct job_sink {
     disp_stack finished;           /* finished jobs; each node owns one job reference */
     atomic_int loop_dead;          /* the owner's loop refused call_soon_threadsafe (closed) */
     _Atomic Py_ssize_t pending;    /* registered and not yet delivered */
-    _Atomic Py_ssize_t unfinished; /* registered and not yet on `finished` (+1 while the owner
-                                      still submits, in wake_when_all mode) */
+    _Atomic Py_ssize_t unfinished; /* wake_when_all mode only: registered and not yet on
+                                      `finished`, +1 while the owner still submits */
     int wake_when_all;             /* set before any submission: wake the loop only for the last
                                       job or an unsuccessful one (job_sink_wake_when_all) */
     JobObject *undelivered;        /* list head (owner's critical section); the list owns a ref each */

@@ -522,13 +522,26 @@ static void drain_once(WorkerObject *w)
 #define WORKER_LINGER_NS (250LL * 1000)
 #endif
 
+/* Has the worker's loop no callback ready to run (asyncio's BaseEventLoop._ready is empty)? Then
+ * once the drain returns it would block in its selector. 0 when unknown (not a BaseEventLoop). */
+static int loop_idle(WorkerObject *w)
+{
+    PyObject *ready = PyObject_GetAttr(w->loop, w->st->s_ready);
+    Py_ssize_t n = ready != NULL ? PyObject_Length(ready) : -1;
+    Py_XDECREF(ready);
+    if (n < 0) {
+        PyErr_Clear();
+    }
+    return n == 0;
+}
+
 /* Wait up to WORKER_LINGER_NS for a message, yielding the CPU (and the thread state) meanwhile,
  * if the worker is idle: no task of its own in flight (none waits for I/O or a timer that the
  * wait would delay), nothing ready on its loop, no queue served. 1 if a message came. */
 static int linger(WorkerObject *w)
 {
     if (WORKER_LINGER_NS <= 0 || w->stopping || w->serving != NULL || PyDict_GET_SIZE(w->running) != 0 ||
-        !thrasks_loop_idle(w->st->s_ready, w->loop)) {
+        !loop_idle(w)) {
         return 0;
     }
     int got = 0;

@@ -127,20 +127,6 @@ static inline PyObject *thrasks_dict_list(PyObject *dict, int pairs)
     return out;
 }
 
-/* Has `loop` no callback ready to run (asyncio's BaseEventLoop._ready is empty)? Then, once the
- * callback running now returns, it would block in its selector: a short wait for work that is
- * about to arrive costs its other callbacks nothing. 0 when unknown (not a BaseEventLoop). */
-static inline int thrasks_loop_idle(PyObject *ready_name, PyObject *loop)
-{
-    PyObject *ready = PyObject_GetAttr(loop, ready_name);
-    Py_ssize_t n = ready != NULL ? PyObject_Length(ready) : -1;
-    Py_XDECREF(ready);
-    if (n < 0) {
-        PyErr_Clear();
-    }
-    return n == 0;
-}
-
 static inline PyObject *thrasks_no_memory(void)
 {
 #ifdef THRASKS_FAULT_INJECTION

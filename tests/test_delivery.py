@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool
+from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
 
 
 def wait_delivered(group, fut) -> None:
@@ -103,8 +103,6 @@ def test_a_gather_wakes_its_loop_once_for_its_successes(fail):
         return i
 
     async def main(pool):
-        from thrasks import threaded_gather
-
         loop = asyncio.get_running_loop()
         await threaded_gather(*(trivial(i) for i in range(8)), num_threads=2, pool=pool, return_exceptions=True)
         counts = []
