@@ -5,6 +5,7 @@
  * group or a gather. */
 #define _GNU_SOURCE
 #include "loop_runner.h"
+#include "linger.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -374,15 +375,16 @@ static void arm_relook(WorkerObject *w, long long at)
     w->relook_ns = at;
 }
 
-/* One round: take at most one job from each queue served, if the balance rule allows. */
-static void serve_round(WorkerObject *w)
+/* One round: take at most one job from each queue served, if the balance rule allows. 1 if it
+ * took a job or stopped serving a queue (work was done: the worker may linger after it). */
+static int serve_round(WorkerObject *w)
 {
     if (w->serving == NULL) {
-        return;
+        return 0;
     }
     long long now = runner_now_ns();
     long long recheck = 0;
-    int took = 0;
+    int took = 0, parked = 0;
     long queued = 0;
     runner_serve_token **link = &w->serving;
     while (*link != NULL) {
@@ -419,6 +421,7 @@ static void serve_round(WorkerObject *w)
             *link = tok->serving_next;
             tok->serving_next = NULL;
             Py_DECREF(tok->owner);
+            parked = 1;
         }
     }
     atomic_store_explicit(&w->shared_len, queued, memory_order_relaxed); /* a statistic */
@@ -430,6 +433,7 @@ static void serve_round(WorkerObject *w)
     else if (recheck != 0) {
         arm_relook(w, recheck); /* sleep; a sibling's take nudges us earlier */
     }
+    return took || parked;
 }
 
 static void stop_serving_all(WorkerObject *w, PyObject *cause)
@@ -466,12 +470,15 @@ static void begin_stop(WorkerObject *w)
     }
 }
 
-/* Take the mailbox and serve the shared queues once (the fd was consumed before). */
-static void drain_once(WorkerObject *w)
+/* Take the mailbox and serve the shared queues once (the fd was consumed before). How much it
+ * did: messages taken, plus 1 if a queue served gave a job or was left; 0 for an empty drain. */
+static long drain_once(WorkerObject *w)
 {
+    long messages = 0;
     for (disp_node *n = disp_stack_take_all(&w->serves); n != NULL;) {
         runner_serve_token *tok = disp_container_of(n, runner_serve_token, node);
         n = n->next;
+        messages++;
         runner_serve_token_read(tok); /* before serving: a new claim must post it again */
         start_serving(w, tok);
     }
@@ -488,9 +495,11 @@ static void drain_once(WorkerObject *w)
     if (taken > 0) {
         atomic_fetch_sub_explicit(&w->inbox_len, taken, memory_order_relaxed); /* a statistic */
     }
+    messages += taken;
     for (disp_node *n = disp_stack_take_all(&w->cancels); n != NULL;) {
         JobObject *job = disp_container_of(n, JobObject, cancel_node);
         n = n->next;
+        messages++;
         /* release: we are done with the node; pairs with the acq_rel exchange in runner_post_cancel */
         atomic_store_explicit(&job->cancel_queued, 0, memory_order_release);
         if (job->task != NULL) { /* NULL once done: task is a worker-thread-only field */
@@ -502,25 +511,16 @@ static void drain_once(WorkerObject *w)
     while (w->batch_relays != NULL) {
         JobObject *job = disp_container_of(w->batch_relays, JobObject, relay_node);
         w->batch_relays = w->batch_relays->next;
+        messages++;
         job_relay_arrived(job, 1);
     }
-    serve_round(w);
+    messages += serve_round(w);
     /* acquire: pairs with the acq_rel exchange in runner_post_stop */
     if (atomic_load_explicit(&w->stop_requested, memory_order_acquire)) {
         begin_stop(w);
     }
+    return messages;
 }
-
-/* How long a worker whose loop has nothing else to do keeps looking at its mailbox before its loop
- * goes to sleep in its selector: the next job of a caller that waits for each result (a round
- * trip) then finds it awake. A sleeping thread, on this VM an idle vCPU, takes 20 to 500 us to
- * wake. Measured (tools/perf/ab_quick.py, 7 rounds): round trip 1.45x asyncio.gather's time
- * without, 1.39x with 40 or 100 us, 1.07x with 250 us; a wait on the caller's side (50 us after
- * a gather's submissions) gained nothing alone and was left out. An idle pool still sleeps (the
- * idle row of the benchmark): a worker lingers only after work came. */
-#ifndef WORKER_LINGER_NS /* -DWORKER_LINGER_NS=N: an A/B build (tools/perf/build_variant.sh) */
-#define WORKER_LINGER_NS (250LL * 1000)
-#endif
 
 /* Has the worker's loop no callback ready to run (asyncio's BaseEventLoop._ready is empty)? Then
  * once the drain returns it would block in its selector. 0 when unknown (not a BaseEventLoop). */
@@ -535,18 +535,50 @@ static int loop_idle(WorkerObject *w)
     return n == 0;
 }
 
-/* Wait up to WORKER_LINGER_NS for a message, yielding the CPU (and the thread state) meanwhile,
- * if the worker is idle: no task of its own in flight (none waits for I/O or a timer that the
- * wait would delay), nothing ready on its loop, no queue served. 1 if a message came. */
+long long runner_idle_since(WorkerObject *w)
+{
+    return atomic_load_explicit(&w->idle_since, memory_order_relaxed); /* relaxed: a hint */
+}
+
+int runner_claim_idle(WorkerObject *w, long long since)
+{
+    /* relaxed: a hint (the post and its eventfd write carry everything); the CAS makes the claim
+     * exclusive, so one route per idle spell is steered here */
+    return since != 0 && atomic_compare_exchange_strong_explicit(&w->idle_since, &since, 0,
+                                                                 memory_order_relaxed,
+                                                                 memory_order_relaxed);
+}
+
+/* A message came: if the last linger gave up, learn from how long the worker then waited for it
+ * (linger.h). The idle time counts from the start of that linger. */
+static void linger_learn(WorkerObject *w)
+{
+    if (w->linger_missed_at != 0) {
+        w->linger_ns = linger_window_after_miss(w->linger_ns, runner_now_ns() - w->linger_missed_at);
+        w->linger_missed_at = 0;
+    }
+}
+
+/* Look at the mailbox for up to the linger window (linger.h), yielding the CPU (and the thread
+ * state) meanwhile, if the worker is idle: no task of its own in flight (none waits for I/O or a
+ * timer that the wait would delay), nothing ready on its loop, no queue served. 1 if a message
+ * came. Measured (tools/perf/ab_quick.py, 7 rounds, a caller awaiting one trivial result after
+ * another): round trip 1.45x asyncio.gather's time without a linger, 1.39x with 40 or 100 us,
+ * 1.07x with 250 us; a wait on the caller's side (50 us after a gather's submissions) gained
+ * nothing alone and was left out. */
 static int linger(WorkerObject *w)
 {
-    if (WORKER_LINGER_NS <= 0 || w->stopping || w->serving != NULL || PyDict_GET_SIZE(w->running) != 0 ||
-        !loop_idle(w)) {
+    if (w->stopping || w->serving != NULL || PyDict_GET_SIZE(w->running) != 0 || !loop_idle(w)) {
         return 0;
     }
+    if (w->linger_ns == 0) {
+        w->linger_ns = LINGER_BASE_NS;
+    }
     int got = 0;
+    long long begin = runner_now_ns(), end = begin + w->linger_ns;
+    /* relaxed: a hint for routes (runner_claim_idle); the post itself is what wakes us */
+    atomic_store_explicit(&w->idle_since, begin, memory_order_relaxed);
     Py_BEGIN_ALLOW_THREADS
-    long long end = runner_now_ns() + WORKER_LINGER_NS;
     do {
         /* relaxed (empty_approx) and acquire (stop_requested): hints to stop waiting; the drain
          * that follows consumes the fd, then takes the stacks with their own orders */
@@ -559,14 +591,17 @@ static int linger(WorkerObject *w)
         sched_yield(); /* another thread queued on this core runs first */
     } while (runner_now_ns() < end);
     Py_END_ALLOW_THREADS
+    w->linger_missed_at = got ? 0 : begin; /* a linger that gave up leaves idle_since set */
     return got;
 }
 
 /* The reader callback of the wake-up fd: take the mailbox, serve the shared queues; then, if the
- * loop has nothing else to do, linger a little for the next message. */
+ * loop has nothing else to do, linger for the next message. A drain that found nothing (the fd
+ * write of a message a linger already took) goes back to sleep at once. */
 static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     WorkerObject *w = (WorkerObject *)op;
+    long messages;
     do {
         /* Consume the fd BEFORE taking the stacks (loop_runner.h). */
         wakefd_consume(&w->wake);
@@ -578,8 +613,13 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
             runner_orphan_mailbox(w);
             Py_RETURN_NONE;
         }
-        drain_once(w);
-    } while (linger(w));
+        messages = drain_once(w);
+        if (messages > 0) {
+            /* relaxed: a hint (runner_claim_idle); the worker had work, it is not idle yet */
+            atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed);
+            linger_learn(w);
+        }
+    } while (messages > 0 && linger(w));
     Py_RETURN_NONE;
 }
 

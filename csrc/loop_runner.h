@@ -104,6 +104,12 @@ struct WorkerObject {
     int stopping;                  /* worker thread only */
     long long relook_ns;           /* worker thread only: a re-look timer (call_later) is armed for
                                       this time; 0: none */
+    long long linger_ns;           /* worker thread only: the linger window (linger.h); 0: not yet */
+    _Atomic long long idle_since;  /* when the worker last began to linger, and has taken no
+                                      message and been claimed by no route since; 0 otherwise. A
+                                      hint for routes (runner_claim_idle), nothing more */
+    long long linger_missed_at;    /* worker thread only: when the last linger that gave up began;
+                                      0: the last linger caught its message, or none since */
     atomic_int dead;               /* 1 once the worker no longer takes its mailbox */
     PyObject *death_cause;         /* strong or NULL: written before `dead` (release) */
     const char *death_text;        /* what happened, for the jobs' RuntimeError (with death_cause) */
@@ -144,6 +150,13 @@ void runner_orphan_mailbox(WorkerObject *w);
 
 /* The worker whose thread is calling, or NULL (not a worker thread). */
 WorkerObject *runner_current(void);
+
+/* Any thread: since when the worker is idle (it began to linger, loop_runner.c, and has taken no
+ * message since), unclaimed; 0 if it is not. A hint only: a post reaches the worker however it
+ * waits. */
+long long runner_idle_since(WorkerObject *w);
+/* Claim an idle worker whose runner_idle_since was `since`: 1 for exactly one caller. */
+int runner_claim_idle(WorkerObject *w, long long since);
 
 /* Any thread: tasks the worker runs now (relaxed counters: a recent value). */
 long runner_running(WorkerObject *w);

@@ -102,6 +102,11 @@ void runner_post_start(WorkerObject *w, JobObject *job)
 {
     /* relaxed: a statistic */
     atomic_fetch_add_explicit(&w->inbox_len, 1, memory_order_relaxed);
+    /* relaxed: a hint for routes (runner_claim_idle): a job is on its way, the worker is not idle
+     * for the next route; loaded first so that a busy worker's line is not written per post */
+    if (atomic_load_explicit(&w->idle_since, memory_order_relaxed) != 0) {
+        atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed);
+    }
     post_done(w, disp_stack_push(&w->starts, &job->start_node)); /* the stack owns our job ref */
 }
 

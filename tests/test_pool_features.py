@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import scaled
 from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
 
 
@@ -76,7 +77,8 @@ async def test_a_worker_lingers_briefly_after_work_and_then_sleeps():
     (loop_runner.c, linger: a caller awaiting one result after another then finds it awake) and
     then sleeps in its selector: its CPU time over the next half second stays a small fraction of
     it. A worker that never stopped lingering would spend most of that half second on a core. The
-    bound is 40 times what a linger may cost (250 us of 500 ms), so load does not matter."""
+    bound is 20 times what a linger may cost (at most 1 ms of 500 ms, linger.h), so load does not
+    matter."""
     with WorkerPool(1) as pool:
 
         async def trivial():
@@ -87,6 +89,47 @@ async def test_a_worker_lingers_briefly_after_work_and_then_sleeps():
         before = pool.stats()[0]["busy_seconds"]
         time.sleep(0.5)  # the caller's loop blocked: no iteration, no new job
         assert pool.stats()[0]["busy_seconds"] - before < 0.02
+
+
+async def test_one_call_after_another_goes_to_the_worker_that_went_idle_last(mode):
+    """A route starts on the worker that went idle last (pool.c, route_prefer_idle): it is still
+    awake, or the one whose linger learnt the caller's pace (linger.h). So a caller that awaits one
+    single-task gather after another on a 2-worker pool keeps one worker busy and lets the other
+    sleep, where the pool's round-robin counter alone alternates them (half each). The caller
+    pauses 2 ms between calls (its loop blocked), so the worker has gone idle before each call."""
+    with WorkerPool(2) as pool:
+
+        async def where():
+            return threading.current_thread().name
+
+        names = []
+        for _ in range(scaled(60)):
+            names += await threaded_gather(where(), num_threads=1, mode=mode, pool=pool)
+            time.sleep(0.002)
+        top = max(names.count(n) for n in set(names))
+        assert top >= 0.9 * len(names), {n: names.count(n) for n in set(names)}
+
+
+async def test_a_burst_of_calls_still_spreads_over_the_idle_workers(mode):
+    """Only one route per idle spell is steered to the idle worker (it claims it): the other calls
+    of a burst take the round-robin counter's workers, so a burst is not piled onto one worker."""
+    with WorkerPool(2) as pool:
+        gate = threading.Event()
+
+        async def where():
+            gate.wait(10)  # hold the worker: the burst cannot finish one call before the next
+            return threading.current_thread().name
+
+        async def warm():
+            return 0
+
+        await threaded_gather(warm(), num_threads=1, pool=pool)  # a worker went idle last
+        calls = [threaded_gather(where(), num_threads=1, mode=mode, pool=pool) for _ in range(10)]
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        await asyncio.sleep(0.05)
+        gate.set()
+        names = [n for r in await asyncio.gather(*tasks) for n in r]
+        assert {names.count(n) for n in set(names)} == {5}, names
 
 
 # ---- loop_factory -------------------------------------------------------------------------------
