@@ -186,8 +186,10 @@ int route_configure(pool_route *r, thrasks_state *st, PyObject *num_threads, PyO
     return 0;
 }
 
-/* How many workers from its drawn offset a route looks at for an idle one. */
+/* How many workers from its drawn offset a route looks at for an idle one (0: none). */
+#ifndef ROUTE_IDLE_SCAN /* -DROUTE_IDLE_SCAN=N: an A/B build (tools/perf/build_variant.sh) */
 #define ROUTE_IDLE_SCAN 8
+#endif
 
 /* A worker that went idle a moment ago is still awake (loop_runner.c, linger) and starts a job at
  * once; a sleeping one takes 20-500 us to wake on these VMs. So a route starts on the worker that
@@ -203,7 +205,10 @@ static void route_prefer_idle(pool_route *r)
         return;
     }
     size_t drawn = r->rr.offset % r->pool_size;
-    size_t scan = r->pool_size < ROUTE_IDLE_SCAN ? r->pool_size : ROUTE_IDLE_SCAN;
+    size_t scan = ROUTE_IDLE_SCAN;
+    if (scan > r->pool_size) {
+        scan = r->pool_size;
+    }
     WorkerObject *best = NULL;
     long long best_since = 0;
     size_t best_k = drawn;
