@@ -9,7 +9,9 @@
  * valid for as long as the pool lives.
  *
  * Route (pool_route): embedded in an owner (a group or a gather); how its jobs are spread:
- *   ROUND_ROBIN  job k goes to worker (offset + k mod n) mod pool_size  (disp_rr)
+ *   ROUND_ROBIN  job k goes to worker (offset + k mod n) mod pool_size  (disp_rr); the offset is
+ *                the worker that went idle last, if one did, else the pool counter's draw
+ *                (route_prefer_idle: an idle worker may still be awake)
  *   QUEUE        jobs go on the owner's shared queue; a producer that claims a parked slot
  *                posts that slot's serve token to the slot's worker (disp_shared)
  * Posting never fails (loop_runner.h); route_submit fails only before the job is published.
