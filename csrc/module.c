@@ -245,6 +245,11 @@ static int module_exec(PyObject *m)
     I(s_settle, "_settle");
     I(s_call_later, "call_later");
     I(s_ready, "_ready");
+    I(s_scheduled, "_scheduled");
+    I(s_selector, "_selector");
+    I(s_get_map, "get_map");
+    I(s_when, "when");
+    I(s_time, "time");
     I(s_eager_start, "eager_start");
     I(s_hub_attr, "_thrasks_hub");
 #undef I
@@ -287,7 +292,8 @@ static int module_exec(PyObject *m)
     X(s_run_forever) X(s_stop) X(s_close) X(s_is_closed) X(s_run_until_complete)                  \
     X(s_shutdown_asyncgens) X(s_shutdown_default_executor) X(s_start) X(s_join) X(s_target)       \
     X(s_daemon) X(s_call_exception_handler) X(s_uncancel) X(s_ident) X(s_deliver) X(s_settle)     \
-    X(s_eager_start) X(s_hub_attr) X(s_call_later) X(s_ready) X(hub_type) X(empty_tuple)                                                              \
+    X(s_eager_start) X(s_hub_attr) X(s_call_later) X(s_ready) X(s_scheduled) X(s_selector)      \
+    X(s_get_map) X(s_when) X(s_time) X(hub_type) X(empty_tuple)                                   \
     X(kw_loop) X(kw_task) X(kw_context)
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)

@@ -60,7 +60,8 @@ typedef struct thrasks_state {
         *s_run_forever, *s_stop, *s_close, *s_is_closed, *s_run_until_complete,
         *s_shutdown_asyncgens, *s_shutdown_default_executor, *s_start, *s_join, *s_target,
         *s_daemon, *s_call_exception_handler, *s_uncancel, *s_ident, *s_deliver, *s_settle,
-        *s_eager_start, *s_hub_attr, *s_call_later, *s_ready;
+        *s_eager_start, *s_hub_attr, *s_call_later, *s_ready, *s_scheduled, *s_selector, *s_get_map,
+        *s_when, *s_time;
     PyObject *empty_tuple;              /* () */
     PyObject *kw_loop;                  /* ("loop",) */
     PyObject *kw_task;                  /* ("loop", "name", "context") */
