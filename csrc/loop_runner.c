@@ -598,12 +598,13 @@ int runner_claim_idle(WorkerObject *w, long long since)
                                                                  memory_order_relaxed);
 }
 
-/* A message came: if the last linger gave up, learn from how long the worker then waited for it
- * (linger.h). The idle time counts from the start of that linger. */
-static void linger_learn(WorkerObject *w)
+/* A message came (the drain began at `arrived`, before the jobs' first steps ran): if the last
+ * linger gave up, learn from how long the worker then waited for it (linger.h). The idle time
+ * counts from the start of that linger. */
+static void linger_learn(WorkerObject *w, long long arrived)
 {
     if (w->linger_missed_at != 0) {
-        w->linger_ns = linger_window_after_miss(w->linger_ns, runner_now_ns() - w->linger_missed_at);
+        w->linger_ns = linger_window_after_miss(w->linger_ns, arrived - w->linger_missed_at);
         w->linger_missed_at = 0;
     }
 }
@@ -644,7 +645,13 @@ static int linger(WorkerObject *w)
         sched_yield(); /* another thread queued on this core runs first */
     } while (runner_now_ns() < end);
     Py_END_ALLOW_THREADS
-    w->linger_missed_at = got ? 0 : begin; /* a linger that gave up leaves idle_since set */
+    if (got) {
+        /* relaxed: a hint (runner_claim_idle); a message is in, the worker is about to work */
+        atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed);
+    }
+    /* A linger that gave up leaves idle_since set (the worker sleeps, idle) and is a miss to learn
+     * from, unless a timer cut it short: then the window was not what ended it. */
+    w->linger_missed_at = !got && window == w->linger_ns ? begin : 0;
     return got;
 }
 
@@ -666,11 +673,19 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
             runner_orphan_mailbox(w);
             Py_RETURN_NONE;
         }
+        /* relaxed: a hint (runner_claim_idle). Not idle while the drain runs the jobs' first
+         * steps; an empty drain leaves the worker as idle as it was (unless a route claimed it
+         * meanwhile: then the CAS fails and the claim stands). */
+        long long idle = atomic_exchange_explicit(&w->idle_since, 0, memory_order_relaxed);
+        long long arrived = runner_now_ns();
         messages = drain_once(w);
         if (messages > 0) {
-            /* relaxed: a hint (runner_claim_idle); the worker had work, it is not idle yet */
-            atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed);
-            linger_learn(w);
+            linger_learn(w, arrived);
+        }
+        else if (idle != 0) {
+            long long none = 0;
+            atomic_compare_exchange_strong_explicit(&w->idle_since, &none, idle, memory_order_relaxed,
+                                                    memory_order_relaxed);
         }
     } while (messages > 0 && linger(w));
     Py_RETURN_NONE;

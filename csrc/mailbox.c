@@ -98,15 +98,20 @@ static void post_done(WorkerObject *w, int was_empty)
     }
 }
 
+/* A job is on its way to w: it is not idle for the next route (runner_claim_idle). */
+static void not_idle(WorkerObject *w)
+{
+    /* relaxed: a hint; loaded first so that a busy worker's line is not written per post */
+    if (atomic_load_explicit(&w->idle_since, memory_order_relaxed) != 0) {
+        atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed);
+    }
+}
+
 void runner_post_start(WorkerObject *w, JobObject *job)
 {
     /* relaxed: a statistic */
     atomic_fetch_add_explicit(&w->inbox_len, 1, memory_order_relaxed);
-    /* relaxed: a hint for routes (runner_claim_idle): a job is on its way, the worker is not idle
-     * for the next route; loaded first so that a busy worker's line is not written per post */
-    if (atomic_load_explicit(&w->idle_since, memory_order_relaxed) != 0) {
-        atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed);
-    }
+    not_idle(w);
     post_done(w, disp_stack_push(&w->starts, &job->start_node)); /* the stack owns our job ref */
 }
 
@@ -130,6 +135,7 @@ void runner_post_serve(WorkerObject *w, runner_serve_token *tok)
         Py_DECREF(tok->owner); /* the message's reference: the caller still holds the owner */
         return;
     }
+    not_idle(w);
     post_done(w, disp_stack_push(&w->serves, &tok->node)); /* the stack owns tok's owner ref */
 }
 
@@ -176,6 +182,7 @@ void runner_die(WorkerObject *w, PyObject *cause)
         return;
     }
     w->death_cause = Py_XNewRef(cause);
+    atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed); /* relaxed: a hint, never again */
     /* release: publishes death_cause to posters that acquire dead (post_done) */
     atomic_store_explicit(&w->dead, 1, memory_order_release);
     /* seq_cst: pairs with the fence in post_done (see there). */

@@ -197,8 +197,7 @@ int route_configure(pool_route *r, thrasks_state *st, PyObject *num_threads, PyO
  * idle P it parked last: a caller that sends one job after another keeps one worker warm (its
  * linger window then learns the caller's pace, linger.h) and lets the others sleep. The route
  * claims that worker, so a burst of routes still spreads over the pool (the next one takes the
- * next idle worker, or its drawn offset); the pool counter then moves on from the claimed worker
- * (a CAS: if another route drew meanwhile, it keeps its draw). */
+ * next idle worker, or its drawn offset), and gives its draw back to the pool counter. */
 static void route_prefer_idle(pool_route *r)
 {
     if (r->pool_size == 0) {
@@ -209,26 +208,39 @@ static void route_prefer_idle(pool_route *r)
     if (scan > r->pool_size) {
         scan = r->pool_size;
     }
-    WorkerObject *best = NULL;
-    long long best_since = 0;
-    size_t best_k = drawn;
-    for (size_t j = 0; j < scan; j++) {
-        size_t k = (drawn + j) % r->pool_size;
-        /* acquire: pairs with the release store in pool_install (the worker is built) */
-        WorkerObject *w = atomic_load_explicit(&r->pool->workers[k], memory_order_acquire);
-        long long since = w != NULL ? runner_idle_since(w) : 0;
-        if (since > best_since) {
-            best = w, best_since = since, best_k = k;
+    /* Two looks: a route that loses the claim to another binding at the same moment looks again
+     * (the claimed worker reads 0 now) before it falls back to its draw. */
+    for (int look = 0; look < 2; look++) {
+        WorkerObject *best = NULL;
+        long long best_since = 0;
+        size_t best_k = drawn;
+        for (size_t j = 0; j < scan; j++) {
+            size_t k = (drawn + j) % r->pool_size;
+            /* acquire: pairs with the release store in pool_install (the worker is built) */
+            WorkerObject *w = atomic_load_explicit(&r->pool->workers[k], memory_order_acquire);
+            long long since = w != NULL ? runner_idle_since(w) : 0;
+            if (since > best_since) {
+                best = w, best_since = since, best_k = k;
+            }
         }
-    }
-    if (best == NULL || !runner_claim_idle(best, best_since) || best_k == drawn) {
+        if (best == NULL) {
+            return;
+        }
+        if (!runner_claim_idle(best, best_since)) {
+            continue;
+        }
+        if (best_k != drawn) {
+            /* Give the unused draw back (if no route drew since), so the next route gets the
+             * worker round robin would have given this one: a caller steered call after call
+             * does not hold the counter still for everyone else. relaxed: as disp_rr_init's
+             * fetch_add, only the counter's atomicity matters. */
+            size_t expected = r->rr.offset + 1;
+            atomic_compare_exchange_strong_explicit(&r->pool->rr_counter, &expected, r->rr.offset,
+                                                    memory_order_relaxed, memory_order_relaxed);
+            r->rr.offset = best_k;
+        }
         return;
     }
-    size_t expected = r->rr.offset + 1;
-    r->rr.offset = best_k;
-    /* relaxed: as disp_rr_init's fetch_add, only the counter's atomicity matters */
-    atomic_compare_exchange_strong_explicit(&r->pool->rr_counter, &expected, best_k + 1,
-                                            memory_order_relaxed, memory_order_relaxed);
 }
 
 int route_bind(pool_route *r, PyObject *owner)
