@@ -612,10 +612,8 @@ static void linger_learn(WorkerObject *w, long long arrived)
 /* Look at the mailbox for up to the linger window (linger.h), yielding the CPU (and the thread
  * state) meanwhile, if the worker is idle: no task of its own in flight (none waits for I/O or a
  * timer that the wait would delay), no queue served, and a quiet loop (loop_quiet_ns: nothing
- * ready, no other fd watched; the linger ends before its earliest timer). 1 if a message came. Measured (tools/perf/ab_quick.py, 7 rounds, a caller awaiting one trivial result after
- * another): round trip 1.45x asyncio.gather's time without a linger, 1.39x with 40 or 100 us,
- * 1.07x with 250 us; a wait on the caller's side (50 us after a gather's submissions) gained
- * nothing alone and was left out. */
+ * ready, no other fd watched; the linger ends before its earliest timer). 1 if a message came.
+ * Why and what it gains: docs/design.md, "The linger" and "The learning linger". */
 static int linger(WorkerObject *w)
 {
     if (w->stopping || w->serving != NULL || PyDict_GET_SIZE(w->running) != 0) {
@@ -673,19 +671,12 @@ static PyObject *worker_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
             runner_orphan_mailbox(w);
             Py_RETURN_NONE;
         }
-        /* relaxed: a hint (runner_claim_idle). Not idle while the drain runs the jobs' first
-         * steps; an empty drain leaves the worker as idle as it was (unless a route claimed it
-         * meanwhile: then the CAS fails and the claim stands). */
-        long long idle = atomic_exchange_explicit(&w->idle_since, 0, memory_order_relaxed);
+        /* idle_since needs no update here: the posts that bring work (starts, serves) cleared it
+         * (mailbox.c, not_idle), and a linger that saw a message cleared it too. */
         long long arrived = runner_now_ns();
         messages = drain_once(w);
         if (messages > 0) {
             linger_learn(w, arrived);
-        }
-        else if (idle != 0) {
-            long long none = 0;
-            atomic_compare_exchange_strong_explicit(&w->idle_since, &none, idle, memory_order_relaxed,
-                                                    memory_order_relaxed);
         }
     } while (messages > 0 && linger(w));
     Py_RETURN_NONE;

@@ -105,9 +105,9 @@ struct WorkerObject {
     long long relook_ns;           /* worker thread only: a re-look timer (call_later) is armed for
                                       this time; 0: none */
     long long linger_ns;           /* worker thread only: the linger window (linger.h); 0: not yet */
-    _Atomic long long idle_since;  /* when the worker last began to linger; 0 from when a message
-                                      is seen (a linger's look, a drain), a start or serve is
-                                      posted, a route claims it, or it dies. A hint for routes
+    _Atomic long long idle_since;  /* when the worker last began to linger; 0 from when a start or
+                                      serve is posted to it, its linger sees a message, a route
+                                      claims it, or it dies. A hint for routes
                                       (runner_claim_idle), nothing more */
     long long linger_missed_at;    /* worker thread only: when the last linger that gave up began;
                                       0: the last linger caught its message, or none since */
