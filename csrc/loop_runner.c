@@ -616,7 +616,7 @@ static void linger_learn(WorkerObject *w, long long arrived)
  * Why and what it gains: docs/design.md, "The linger" and "The learning linger". */
 static int linger(WorkerObject *w)
 {
-    if (w->stopping || w->serving != NULL || PyDict_GET_SIZE(w->running) != 0) {
+    if (w->linger_off || w->stopping || w->serving != NULL || PyDict_GET_SIZE(w->running) != 0) {
         return 0;
     }
     if (w->linger_ns == 0) {
@@ -643,7 +643,10 @@ static int linger(WorkerObject *w)
         sched_yield(); /* another thread queued on this core runs first */
     } while (runner_now_ns() < end);
     Py_END_ALLOW_THREADS
+    /* relaxed: statistics, written by this thread only (runner_stats) */
+    atomic_fetch_add_explicit(&w->stats.lingers, 1, memory_order_relaxed);
     if (got) {
+        atomic_fetch_add_explicit(&w->stats.linger_hits, 1, memory_order_relaxed);
         /* relaxed: a hint (runner_claim_idle); a message is in, the worker is about to work */
         atomic_store_explicit(&w->idle_since, 0, memory_order_relaxed);
     }

@@ -74,6 +74,7 @@ typedef struct runner_serve_token {
  * readers want a recent value, nothing is published through them). */
 typedef struct runner_stats {
     _Atomic unsigned long long started, finished, failed, cancelled;
+    _Atomic unsigned long long lingers, linger_hits;  /* lingers begun; those that saw a message */
     _Atomic long long started_ns;  /* when the thread started (monotonic); 0 before */
     clockid_t cpu_clock;           /* the thread's CPU-time clock, written before cpu_clock_ok */
     atomic_int cpu_clock_ok;       /* release: cpu_clock is valid */
@@ -105,6 +106,9 @@ struct WorkerObject {
     long long relook_ns;           /* worker thread only: a re-look timer (call_later) is armed for
                                       this time; 0: none */
     long long linger_ns;           /* worker thread only: the linger window (linger.h); 0: not yet */
+    int linger_off;                /* WorkerPool(linger=False): never linger. Written by runner_new
+                                      before the thread starts (the start publishes it), then
+                                      read-only */
     _Atomic long long idle_since;  /* when the worker last began to linger; 0 from when a start or
                                       serve is posted to it, its linger sees a message, a route
                                       claims it, or it dies. A hint for routes
@@ -121,9 +125,10 @@ struct WorkerObject {
 };
 
 /* Make worker `index` and its loop (loop_factory(), or asyncio.new_event_loop() if NULL/None);
- * the thread is not started yet. New reference, or NULL with an exception set. */
+ * `linger` 0: it never lingers (WorkerPool(linger=False)). The thread is not started yet. New
+ * reference, or NULL with an exception set. */
 WorkerObject *runner_new(thrasks_state *st, PyObject *module, size_t index, PyObject *loop_factory,
-                         unsigned long fork_generation);
+                         int linger, unsigned long fork_generation);
 /* Start the worker's thread. 0, or -1 with an exception set (the worker is then dead). */
 int runner_start(WorkerObject *w);
 /* Join the worker's thread (not if it is the calling thread). 0, or -1 with an exception set. */

@@ -99,7 +99,8 @@ static int pool_install(PoolObject *pool, size_t index, WorkerObject *expected, 
  * is in place), or -1 with an exception set. */
 static int pool_fill_slot(PoolObject *pool, size_t index, WorkerObject *expected)
 {
-    WorkerObject *w = runner_new(pool->st, pool->module, index, pool->loop_factory, pool->fork_generation);
+    WorkerObject *w = runner_new(pool->st, pool->module, index, pool->loop_factory, pool->linger,
+                                 pool->fork_generation);
     if (w == NULL) {
         return -1;
     }
@@ -369,9 +370,13 @@ void route_destroy(pool_route *r)
 
 static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"num_threads", "loop_factory", NULL};
-    PyObject *num = Py_None, *factory = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O$O:WorkerPool", kwlist, &num, &factory)) {
+    static char *kwlist[] = {"num_threads", "loop_factory", "linger", NULL};
+    PyObject *num = Py_None, *factory = Py_None, *linger = Py_True;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O$OO:WorkerPool", kwlist, &num, &factory, &linger)) {
+        return NULL;
+    }
+    if (!PyBool_Check(linger)) {
+        PyErr_Format(PyExc_TypeError, "linger must be True or False, got %.100s", Py_TYPE(linger)->tp_name);
         return NULL;
     }
     size_t n = 0;
@@ -395,6 +400,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     pool->st = st;
     pool->module = Py_NewRef(thrasks_module_of_type(type));
     pool->loop_factory = factory == Py_None ? NULL : Py_NewRef(factory);
+    pool->linger = linger == Py_True;
     pool->fork_generation = atomic_load_explicit(&st->fork_generation, memory_order_relaxed);
     pool->workers = FAULT_C() ? NULL : PyMem_Calloc(THRASKS_MAX_THREADS, sizeof *pool->workers);
     pool->retired = pool->workers ? PyList_New(0) : NULL;
@@ -568,6 +574,11 @@ static PyObject *pool_get_closed(PyObject *op, void *Py_UNUSED(c))
     return PyBool_FromLong(atomic_load_explicit(&((PoolObject *)op)->closed, memory_order_acquire));
 }
 
+static PyObject *pool_get_linger(PyObject *op, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((PoolObject *)op)->linger); /* fixed at construction */
+}
+
 static PyObject *pool_get_loop_factory(PyObject *op, void *Py_UNUSED(c))
 {
     PyObject *f = ((PoolObject *)op)->loop_factory;
@@ -669,6 +680,7 @@ static PyGetSetDef pool_getset[] = {
     {"closed", pool_get_closed, NULL, "True once shutdown() was called.", NULL},
     {"threads", pool_get_threads, NULL, "The workers' threading.Thread objects.", NULL},
     {"loop_factory", pool_get_loop_factory, NULL, "The callable that makes the workers' loops, or None.", NULL},
+    {"linger", pool_get_linger, NULL, "Whether an idle worker watches for the next job before it sleeps.", NULL},
     {"_workers", pool_get_workers, NULL, NULL, NULL},
     {"_all_threads", pool_get_all_threads, NULL, NULL, NULL},
     {NULL},
@@ -681,12 +693,13 @@ static PyMemberDef pool_members[] = {
 
 static PyType_Slot pool_slots[] = {
     {Py_tp_doc,
-     "WorkerPool(num_threads=None, *, loop_factory=None)\n--\n\n"
+     "WorkerPool(num_threads=None, *, loop_factory=None, linger=True)\n--\n\n"
      "A pool of worker threads, each running its own asyncio event loop.\n\n"
      "Groups and threaded_gather use the shared default pool unless given pool=. A pool grows on\n"
      "demand to the largest num_threads asked of it and is reused by every group; num_threads here\n"
      "starts that many workers up front. loop_factory() makes each worker's event loop (default:\n"
-     "asyncio.new_event_loop). Use it as a context manager to shut it down on exit."},
+     "asyncio.new_event_loop). linger=False: an idle worker sleeps at once instead of watching\n"
+     "for the next job for up to 1 ms. Use it as a context manager to shut it down on exit."},
     {Py_tp_new, pool_new},
     {Py_tp_traverse, pool_traverse},
     {Py_tp_dealloc, pool_dealloc},

@@ -29,6 +29,7 @@ typedef struct PoolObject {
     thrasks_state *st;             /* borrowed: kept alive by `module` */
     PyObject *module;              /* strong */
     PyObject *loop_factory;        /* strong or NULL: makes the workers' loops */
+    int linger;                    /* WorkerPool(linger=...): its workers linger; set in pool_new */
     _Atomic size_t size;           /* workers[0..size) are installed and published */
     _Atomic(WorkerObject *) *workers; /* THRASKS_MAX_THREADS slots; each a strong ref */
     PyObject *retired;             /* strong list (pool's critical section): replaced workers */

@@ -14,6 +14,8 @@ PyObject *runner_stats_dict(WorkerObject *w)
     unsigned long long finished = atomic_load_explicit(&w->stats.finished, memory_order_relaxed);
     unsigned long long failed = atomic_load_explicit(&w->stats.failed, memory_order_relaxed);
     unsigned long long cancelled = atomic_load_explicit(&w->stats.cancelled, memory_order_relaxed);
+    unsigned long long lingers = atomic_load_explicit(&w->stats.lingers, memory_order_relaxed);
+    unsigned long long hits = atomic_load_explicit(&w->stats.linger_hits, memory_order_relaxed);
     long long t0 = atomic_load_explicit(&w->stats.started_ns, memory_order_relaxed);
     double wall = t0 ? (double)(runner_now_ns() - t0) * 1e-9 : 0.0;
     double busy = 0.0;
@@ -24,12 +26,13 @@ PyObject *runner_stats_dict(WorkerObject *w)
         busy = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
     }
     unsigned long long done = finished + failed + cancelled;
-    return Py_BuildValue("{s:N,s:K,s:K,s:K,s:K,s:K,s:l,s:l,s:d,s:d,s:O}", "thread", Py_NewRef(w->name),
+    return Py_BuildValue("{s:N,s:K,s:K,s:K,s:K,s:K,s:l,s:l,s:d,s:d,s:K,s:K,s:O}", "thread", Py_NewRef(w->name),
                          "started", started, "finished", finished, "failed", failed, "cancelled",
                          cancelled, "running", started >= done ? started - done : 0ULL, "inbox",
                          atomic_load_explicit(&w->inbox_len, memory_order_relaxed), "shared_queue",
                          atomic_load_explicit(&w->shared_len, memory_order_relaxed), "busy_seconds", busy,
-                         "idle_seconds", wall > busy ? wall - busy : 0.0, "alive",
+                         "idle_seconds", wall > busy ? wall - busy : 0.0, "lingers", lingers,
+                         "linger_hits", hits, "alive",
                          runner_is_dead(w) ? Py_False : Py_True);
 }
 
@@ -169,7 +172,7 @@ static PyObject *make_loop(thrasks_state *st, PyObject *loop_factory)
 }
 
 WorkerObject *runner_new(thrasks_state *st, PyObject *module, size_t index, PyObject *loop_factory,
-                         unsigned long fork_generation)
+                         int linger, unsigned long fork_generation)
 {
     if (FAULT_PY()) {
         return NULL;
@@ -184,6 +187,7 @@ WorkerObject *runner_new(thrasks_state *st, PyObject *module, size_t index, PyOb
     w->module = Py_NewRef(module);
     w->index = index;
     w->fork_generation = fork_generation;
+    w->linger_off = !linger;
     disp_stack_init(&w->starts);
     disp_stack_init(&w->cancels);
     disp_stack_init(&w->serves);

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -89,6 +92,49 @@ async def test_a_worker_lingers_briefly_after_work_and_then_sleeps():
         before = pool.stats()[0]["busy_seconds"]
         time.sleep(0.5)  # the caller's loop blocked: no iteration, no new job
         assert pool.stats()[0]["busy_seconds"] - before < 0.02
+
+
+async def test_linger_false_makes_an_idle_worker_sleep_at_once(mode):
+    """WorkerPool(linger=False): a worker never watches for the next job (stats: no linger), where
+    the same calls on a default pool do linger (the counter counts, so the first check can fail)."""
+
+    async def trivial():
+        return 1
+
+    for linger in (False, True):
+        with WorkerPool(2, linger=linger) as pool:
+            assert pool.linger is linger
+            for _ in range(20):
+                assert await threaded_gather(trivial(), num_threads=2, mode=mode, pool=pool) == [1]
+            stats = pool.stats()
+        assert all(w["linger_hits"] <= w["lingers"] for w in stats)
+        if linger:
+            assert sum(w["lingers"] for w in stats) >= 1, stats
+        else:
+            assert [(w["lingers"], w["linger_hits"]) for w in stats] == [(0, 0), (0, 0)], stats
+
+
+@pytest.mark.parametrize("bad", [0, 1, None, "no"])
+def test_linger_must_be_true_or_false(bad):
+    with pytest.raises(TypeError, match=r"linger must be True or False, got "):
+        WorkerPool(linger=bad)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", "False"), ("1", "True"), ("", "True")])
+def test_the_default_pool_takes_linger_from_the_environment(value, expected):
+    code = "import thrasks; print(thrasks.default_pool().linger)"
+    env = {**os.environ, "THRASKS_LINGER": value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
+
+
+def test_a_bad_thrasks_linger_value_says_what_it_accepts():
+    code = "import thrasks; thrasks.default_pool()"
+    env = {**os.environ, "THRASKS_LINGER": "off"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "ValueError: THRASKS_LINGER must be 0 (idle workers sleep at once) or 1 (they linger), got 'off'" in out.stderr
 
 
 async def test_one_call_after_another_goes_to_the_worker_that_went_idle_last(mode):

@@ -33,6 +33,8 @@ class WorkerStats(TypedDict):
     shared_queue: int
     busy_seconds: float
     idle_seconds: float
+    lingers: int
+    linger_hits: int
     alive: bool
 
 @final
@@ -99,10 +101,14 @@ class WorkerPool:
         num_threads: int | None = None,
         *,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        linger: bool = True,
     ) -> Self: ...
     def stats(self) -> list[WorkerStats]:
         """Per-worker counters (see :meth:`thrasks.WorkerPool.stats`)."""
     def _check(self) -> None: ...
+    @property
+    def linger(self) -> bool:
+        """Whether an idle worker watches for the next job before it sleeps (``linger=``)."""
     @property
     def loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
         """The callable that makes each worker's event loop, or None for asyncio's default."""

@@ -15,7 +15,7 @@ __all__ = ["WorkerPool", "default_pool", "check_pool"]
 class WorkerPool(_core.WorkerPool):
     """A pool of worker threads, each running its own asyncio event loop.
 
-    ``WorkerPool(num_threads=None, *, loop_factory=None)`` starts ``num_threads`` workers up front
+    ``WorkerPool(num_threads=None, *, loop_factory=None, linger=True)`` starts ``num_threads`` workers up front
     (none if None); the pool grows on demand to the largest ``num_threads`` a group or gather asks
     of it, and every group and gather given ``pool=`` reuses its threads. Without ``pool=``,
     thrasks uses a shared default pool. Use it as a context manager, or call :meth:`shutdown`, to
@@ -28,6 +28,13 @@ class WorkerPool(_core.WorkerPool):
     :class:`asyncio.AbstractEventLoop`; anything else raises :class:`TypeError` or
     :class:`ValueError` there. A worker whose loop dies (something escapes its ``run_forever``)
     fails the tasks it held with a :class:`RuntimeError` and is replaced on next use.
+
+    ``linger``: a worker that has just finished its work and has nothing else to do watches for
+    the next job for a short while (250 us, learning up to 1 ms) before it sleeps, so that a
+    caller sending one small job after another finds it awake. That watching costs CPU while jobs
+    keep coming less than 1 ms apart; ``linger=False`` makes idle workers sleep at once (every
+    job then pays a thread wake-up). The default pool takes it from the environment variable
+    ``THRASKS_LINGER`` (``0`` turns it off).
     """
 
     __slots__ = ()
@@ -40,7 +47,9 @@ class WorkerPool(_core.WorkerPool):
         runs now; ``inbox`` the tasks posted to it and not yet taken; ``shared_queue`` the tasks
         waiting in the QUEUE-mode queues it serves; ``busy_seconds`` the CPU time of its thread
         and ``idle_seconds`` the rest of the time since it started (a task blocked in a
-        synchronous call counts as idle CPU, but keeps ``running`` up); ``thread`` its thread's
+        synchronous call counts as idle CPU, but keeps ``running`` up); ``lingers`` how often it
+        watched for the next job before sleeping and ``linger_hits`` how often a job came while it
+        watched (see ``linger``); ``thread`` its thread's
         name and ``alive`` whether it still runs. Counters are per worker, written by the worker
         only: reading them takes no lock and slows nothing down.
         """
@@ -69,8 +78,20 @@ def default_pool() -> WorkerPool:
         return pool
     with _lock:
         if _default is None or _default.closed:
-            _default = WorkerPool()
+            _default = WorkerPool(linger=_linger_from_environment())
         return _default
+
+
+def _linger_from_environment() -> bool:
+    """THRASKS_LINGER for the default pool: unset, empty or ``1`` lingers, ``0`` does not."""
+    value = os.environ.get("THRASKS_LINGER", "").strip()
+    if value in ("", "1"):
+        return True
+    if value == "0":
+        return False
+    raise ValueError(
+        f"THRASKS_LINGER must be 0 (idle workers sleep at once) or 1 (they linger), got {value!r}"
+    )
 
 
 def check_pool(pool: object) -> _core.WorkerPool:
