@@ -276,18 +276,22 @@ async def test_idle_row_reports_cpu_percent_of_every_variant() -> None:
 
 
 def test_thread_cpu_clock_sees_a_busy_thread() -> None:
+    spun = threading.Event()
     done = threading.Event()
 
     def spin() -> None:
-        end = time.perf_counter() + 0.05
-        while time.perf_counter() < end:
+        # spin until the thread's OWN clock says 20 ms (a descheduled thread gets less per
+        # wall-clock second on a loaded host), then stay alive for the reading
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.02:
             pass
-        done.wait(5)
+        spun.set()
+        done.wait(60)
 
     thread = threading.Thread(target=spin)
     thread.start()
     try:
-        time.sleep(0.08)
+        assert spun.wait(60)
         assert thread_cpu_seconds([thread]) > 0.01
     finally:
         done.set()

@@ -514,8 +514,12 @@ async def test_break_inside_async_with_cancels_and_waits(mode):
     async with threaded_map(tracker.wrap(body), range(100), num_threads=2, mode=mode, max_in_flight=6) as it:
         async for r in it:
             if r == 1:
+                # every coroutine created has started (one cancelled before it starts never runs,
+                # as in asyncio), so each still in flight must see the cancel
+                await tracker.wait_for(lambda: len(tracker.started) == len(tracker.coros))
                 break
-    assert tracker.cancelled and tracker.started_have_ended() and tracker.all_closed()
+    assert tracker.cancelled == {i for i in tracker.started if i >= 2} != set()
+    assert tracker.started_have_ended() and tracker.all_closed()
     assert only_this_task_is_left()
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import scaled
+from conftest import TIMEOUT_SCALE, scaled
 from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
 
 
@@ -228,14 +228,20 @@ async def test_queue_gives_every_worker_tasks_when_the_tasks_await_first(n):
 
     The tasks stay in flight (awaiting a gate) until all of them have started, so the outcome
     does not depend on how fast the machine wakes the other workers: a worker whose tasks finish
-    before an idle sibling wakes may rightly take more, and on a loaded machine that happened."""
+    before an idle sibling wakes may rightly take more, and on a loaded machine that happened.
+    Spreading is a policy with time limits (a worker waits up to 10 ms for a notified sibling), so
+    a sibling stalled longer by the host may lose its share: up to three attempts, where the old
+    behaviour took the whole queue every time."""
     with WorkerPool(n) as pool:
         def work(i):
             return sum(k * k for k in range(2000 + i))
 
-        got, threads = await queue_gather_held_until_all_started(pool, n, 2 * n, work)
-        assert got == [work(i) for i in range(2 * n)]
-        per_worker = {name: threads.count(name) for name in set(threads)}
+        for _ in range(3):
+            got, threads = await queue_gather_held_until_all_started(pool, n, 2 * n, work)
+            assert got == [work(i) for i in range(2 * n)]
+            per_worker = {name: threads.count(name) for name in set(threads)}
+            if len(per_worker) == n:
+                break
         assert len(per_worker) == n, per_worker
 
 
@@ -248,12 +254,18 @@ async def test_queue_spreads_tasks_that_await_by_count_after_the_pool_idled():
     turn, looked busy, and the sibling took the rest: 19 of 20 tasks on one worker in about half
     of the rounds (measured with the bench's mixed_queue row). Now it sleeps until the sibling
     takes a job or its time runs out, and the tasks spread by count. Counts only, no timing: the
-    tasks stay in flight until all have started."""
+    tasks stay in flight until all have started. On a slowed leg (sanitizers, debug build) a host
+    stall past the policy's 10 ms limit is likelier, so a round that failed there gets two more
+    tries; elsewhere every round must spread."""
     n, per_round = 2, 20
+    tries = 3 if TIMEOUT_SCALE > 1 else 1
     with WorkerPool(n) as pool:
         for _ in range(scaled(6)):
-            sum(k * k for k in range(300_000))  # the caller computes while the workers idle
-            got, threads = await queue_gather_held_until_all_started(pool, n, per_round, lambda i: i)
-            assert got == list(range(per_round))
-            counts = sorted(collections.Counter(threads).values())
+            for _ in range(tries):
+                sum(k * k for k in range(300_000))  # the caller computes while the workers idle
+                got, threads = await queue_gather_held_until_all_started(pool, n, per_round, lambda i: i)
+                assert got == list(range(per_round))
+                counts = sorted(collections.Counter(threads).values())
+                if len(counts) == n and counts[0] >= per_round // (3 * n):
+                    break
             assert len(counts) == n and counts[0] >= per_round // (3 * n), counts

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import scaled
+from conftest import TIMEOUT_SCALE, scaled
 from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gather
 
 
@@ -20,7 +20,7 @@ from thrasks import SchedulingMode, ThreadedTaskGroup, WorkerPool, threaded_gath
 
 async def test_stats_add_up_after_a_known_workload(mode):
     with WorkerPool(2) as pool:
-        gate = threading.Event()
+        began = [threading.Event() for _ in range(2)]
 
         async def ok(i):
             return i
@@ -29,7 +29,7 @@ async def test_stats_add_up_after_a_known_workload(mode):
             raise ValueError(i)
 
         async def stuck(i):
-            gate.set()
+            began[i].set()
             await asyncio.sleep(30)
 
         results = await threaded_gather(*(ok(i) for i in range(6)), *(bad(i) for i in range(2)),
@@ -37,9 +37,8 @@ async def test_stats_add_up_after_a_known_workload(mode):
         assert results[:6] == list(range(6)) and all(isinstance(r, ValueError) for r in results[6:])
         async with ThreadedTaskGroup(num_threads=2, mode=mode, pool=pool) as tg:
             victims = [tg.create_task(stuck(i)) for i in range(2)]
-            while not gate.is_set():
-                await asyncio.sleep(0.001)
-            await asyncio.sleep(0.01)
+            for e in began:  # a worker counts a task as started before its first step runs
+                assert await asyncio.to_thread(e.wait, 10 * TIMEOUT_SCALE)
             running = sum(w["running"] for w in pool.stats())
             for v in victims:
                 v.cancel()
