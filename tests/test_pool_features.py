@@ -119,19 +119,22 @@ def test_linger_must_be_true_or_false(bad):
         WorkerPool(linger=bad)
 
 
+def default_pool_in_a_child(thrasks_linger: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter with THRASKS_LINGER set prints its default pool's linger."""
+    code = "import thrasks; print(thrasks.default_pool().linger)"
+    env = {**os.environ, "THRASKS_LINGER": thrasks_linger}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize(("value", "expected"), [("0", "False"), ("1", "True"), ("", "True")])
 def test_the_default_pool_takes_linger_from_the_environment(value, expected):
-    code = "import thrasks; print(thrasks.default_pool().linger)"
-    env = {**os.environ, "THRASKS_LINGER": value}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = default_pool_in_a_child(value)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
 
 
 def test_a_bad_thrasks_linger_value_says_what_it_accepts():
-    code = "import thrasks; thrasks.default_pool()"
-    env = {**os.environ, "THRASKS_LINGER": "off"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = default_pool_in_a_child("off")
     assert out.returncode != 0
     assert "ValueError: THRASKS_LINGER must be 0 (idle workers sleep at once) or 1 (they linger), got 'off'" in out.stderr
 

@@ -15,12 +15,12 @@ __all__ = ["WorkerPool", "default_pool", "check_pool"]
 class WorkerPool(_core.WorkerPool):
     """A pool of worker threads, each running its own asyncio event loop.
 
-    ``WorkerPool(num_threads=None, *, loop_factory=None, linger=True)`` starts ``num_threads`` workers up front
-    (none if None); the pool grows on demand to the largest ``num_threads`` a group or gather asks
-    of it, and every group and gather given ``pool=`` reuses its threads. Without ``pool=``,
-    thrasks uses a shared default pool. Use it as a context manager, or call :meth:`shutdown`, to
-    stop its threads: running tasks are cancelled and their loops closed. Pools still running at
-    interpreter exit are shut down automatically.
+    ``WorkerPool(num_threads=None, *, loop_factory=None, linger=True)`` starts ``num_threads``
+    workers up front (none if None); the pool grows on demand to the largest ``num_threads`` a
+    group or gather asks of it, and every group and gather given ``pool=`` reuses its threads.
+    Without ``pool=``, thrasks uses a shared default pool. Use it as a context manager, or call
+    :meth:`shutdown`, to stop its threads: running tasks are cancelled and their loops closed.
+    Pools still running at interpreter exit are shut down automatically.
 
     ``loop_factory`` makes each worker's event loop (default :func:`asyncio.new_event_loop`): a
     loop with debug on, a custom policy's loop, ``uvloop.new_event_loop`` where it is installed.
@@ -49,8 +49,8 @@ class WorkerPool(_core.WorkerPool):
         and ``idle_seconds`` the rest of the time since it started (a task blocked in a
         synchronous call counts as idle CPU, but keeps ``running`` up); ``lingers`` how often it
         watched for the next job before sleeping and ``linger_hits`` how often a job came while it
-        watched (see ``linger``); ``thread`` its thread's
-        name and ``alive`` whether it still runs. Counters are per worker, written by the worker
+        watched (see ``linger``); ``thread`` its thread's name and ``alive`` whether it still
+        runs. Counters are per worker, written by the worker
         only: reading them takes no lock and slows nothing down.
         """
         return super().stats()
